@@ -10,7 +10,7 @@ from .summary import format_summary, summarize
 # The lecture's order: the ILSVRC winners, then "other architectures". Families not named here follow.
 LECTURE_ORDER = (
     "AlexNet", "ZFNet", "VGG", "GoogLeNet", "ResNet", "Pre-activation ResNet", "ResNeXt", "Wide ResNet",
-    "SE-ResNet", "SE-ResNeXt", "DenseNet", "MobileNet V1", "MobileNet V2", "ShuffleNet V1", "ShuffleNet V2",
+    "SE-ResNet", "SE-ResNeXt", "DenseNet", "MobileNet V1", "MobileNet V2", "ShuffleNet", "ShuffleNet V2",
 )
 
 
@@ -34,7 +34,7 @@ def architectures() -> str:
     parts = []
     for family, names in families():
         first = get_card(names[0])
-        parts.append(_heading(f"{family} ({first.year})"))
+        parts.append(_heading(f"{family} ({first.venue} {first.year})"))
         parts.append(str(first))
         parts.append("")
         width = max(map(len, names))
