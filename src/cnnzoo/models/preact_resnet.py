@@ -42,17 +42,10 @@ from torch import nn
 
 from .base import Card, ZooModel, classifier
 from .registry import register_model
+from .resnet import CFGS as RESNET_CFGS
 
-# Residual units per stage (output widths 64-128-256-512 times the block's expansion), as fb.resnet.torch's
-# preresnet.lua lists them; 18-152 are the original ResNet's Table 1, 200 is the paper's ImageNet model.
-CFGS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-    200: ("bottleneck", (3, 24, 36, 3)),
-}
+# Residual units per stage: the original ResNet's Table 1 for 18-152, plus the paper's ImageNet ResNet-200.
+CFGS: dict[int, tuple[str, tuple[int, int, int, int]]] = {**RESNET_CFGS, 200: ("bottleneck", (3, 24, 36, 3))}
 
 PREACT_RESNET = Card(
     name="preact_resnet",
