@@ -9,6 +9,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/cnnzoo tour
 
 test: $(VENV)/.installed-test
+	sh scripts/ensure-chromium.sh
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 $(PY):

@@ -182,4 +182,4 @@ def test_export_in_eval_mode(name):
 def test_card():
     card = cnnzoo.get_card("googlenet")
     assert card.torchvision == "googlenet" and cnnzoo.get_card("googlenet_paper").torchvision is None
-    assert "ILSVRC 2014 winner, top-5 error 6.7%" in card.lecture and "124K params, 418 MFLOP" in card.lecture
+    assert "ILSVRC 2014 winner, top-5 error 6.7%" in card.lecture and "124K params" in card.lecture and "481" in card.lecture  # E7: the slide says 418

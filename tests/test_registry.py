@@ -47,8 +47,14 @@ def test_cli_errors_are_one_line(capsys, argv):
 
 
 def test_tour_walks_the_lecture_in_order(capsys, tmp_path):
-    assert main(["tour", "--out", str(tmp_path)]) == 0
+    assert main(["tour", "--out", str(tmp_path), "--chapters", "architectures"]) == 0
     out = capsys.readouterr().out
+    assert (tmp_path / "index.html").exists()
     positions = [out.index(f"\n{family} (") for family in ["AlexNet", "ZFNet", "VGG", "GoogLeNet", "ResNet"]]
     assert positions == sorted(positions)
     assert "61,100,840 parameters" in out  # alexnet
+
+
+def test_tour_rejects_unknown_chapter(capsys, tmp_path):
+    assert main(["tour", "--out", str(tmp_path), "--chapters", "architecture"]) == 2
+    assert "architectures" in capsys.readouterr().err

@@ -1,10 +1,22 @@
-"""`cnnzoo tour`: the lecture in one run, architecture by architecture, in the lecture's order."""
+"""`cnnzoo tour`: the whole lecture in one run, chapter by chapter, printed and written to `OUT/index.html`.
+
+1. The architectures, in the lecture's order: each family's card and every model's size.
+2. The lecture's analysis, computed: the AlexNet table at 227, GoogLeNet's stem, the comparison and its charts.
+3. The workflow on real data (scikit-learn's handwritten digits): train, test, confusion matrix.
+4. "Which architecture should I use?", measured on this machine.
+
+Each chapter is a call into the library that a user could make from Python; the tour only prints and
+assembles the report.
+"""
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
+from typing import Callable
 
 from .models import get_card, list_models
+from .report import Report
 from .summary import format_summary, summarize
 
 # The lecture's order: the ILSVRC winners, then "other architectures". Families not named here follow.
@@ -12,6 +24,7 @@ LECTURE_ORDER = (
     "AlexNet", "ZFNet", "VGG", "GoogLeNet", "ResNet", "Pre-activation ResNet", "ResNeXt", "Wide ResNet",
     "SE-ResNet", "SE-ResNeXt", "DenseNet", "MobileNet V1", "MobileNet V2", "ShuffleNet", "ShuffleNet V2",
 )
+COMPARED = ["alexnet", "vgg16", "googlenet", "resnet50", "resnet152", "densenet121", "mobilenet_v2", "shufflenet_v2_x1_0"]
 
 
 def families() -> list[tuple[str, list[str]]]:
@@ -43,9 +56,122 @@ def architectures() -> str:
     return "\n".join(parts)
 
 
-def run_tour(out: str | Path = "runs/tour") -> None:
-    """Print the tour; later chapters (analysis, training, deployment) write their files under `out`."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    print("cnnzoo tour: the CNN architectures lecture, computed\n")
-    print(architectures(), flush=True)
-    print(f"\ncnnzoo tour: done; files under {out}")
+# --- chapters: each prints what it found and adds a section to the report -----------------------------------
+
+def chapter_architectures(report: Report, out: Path) -> None:
+    text = architectures()
+    print(text)
+    rows = []
+    for family, names in families():
+        for name in names:
+            s = summarize(name)
+            card = get_card(name)
+            rows.append({"model": name, "family": family, "year": card.year, "weight layers": s["weight_layers"],
+                         "params": f"{s['params']:,}", "input": card.input_size,
+                         "torchvision weights": "yes" if card.torchvision else ""})
+    report.section("1. The architectures").text(
+        f"{len(rows)} models in {len(families())} families, in the lecture's order. Every card names the paper and "
+        "each deviation from it; `cnnzoo info MODEL` prints one.")
+    report.table(rows)
+
+
+def chapter_analysis(report: Report, out: Path) -> None:
+    from matplotlib import pyplot as plt  # noqa: F401  (the plots module needs a backend chosen before use)
+
+    from .analysis import compare, profile
+    from .analysis.plots import plot_comparison, plot_layers
+
+    alexnet = profile("alexnet", 227).select("conv", "pool", "flatten", "fc")
+    stem = profile("googlenet_paper", 224).select("conv", "pool").head(5)  # the paper's, as the slide
+    comparison = compare(COMPARED)  # each at its card's input size: AlexNet at 227
+    print(_heading("The lecture's AlexNet table, computed (227x227)"))
+    print(alexnet.table())
+    print(_heading("GoogLeNet's aggressive stem (224 -> 28)"))
+    print(stem.table())
+    print(_heading("Comparing complexity (224x224; ratios to the first)"))
+    print(comparison.table())
+    charts = out / "charts"
+    paths = plot_layers(profile("alexnet", 227), charts) + plot_comparison(comparison, charts)
+
+    sec = report.section("2. The lecture's analysis, computed")
+    sec.text("Per-layer memory, parameters and multiply-adds, computed on the meta device (no weights, no "
+             "activations). Where the slides differ from the arithmetic, docs/lecture-errata.md says where and why.")
+    sec.subsection("AlexNet at 227x227").pre(alexnet.table())
+    sec.subsection("GoogLeNet's stem").pre(stem.table())
+    sec.subsection("Comparing complexity").pre(comparison.table())
+    for path in paths:
+        if path.suffix == ".png":
+            sec.image(path, caption=path.stem)
+
+
+def chapter_training(report: Report, out: Path) -> Path:
+    from .train import evaluate, format_report, read_metrics, train
+    from .train.metrics import plot_curves
+
+    run = out / "train"
+    summary = train(model="resnet18", data="digits", out=str(run), progress=False)
+    result = evaluate(str(run), split="test")
+    print(_heading("Train and test: resnet18 on scikit-learn's handwritten digits"))
+    print(format_report(result))
+    curves = plot_curves(read_metrics(run / "metrics.jsonl"), run / "curves.png")
+
+    sec = report.section("3. Train and test on real data")
+    sec.text(f"resnet18 trained with cnnzoo's defaults on the 1,797 handwritten digits shipped with scikit-learn "
+             f"(8x8, upscaled): test top-1 {100 * result['top1']:.1f}%, top-5 {100 * result['top5']:.1f}%, "
+             f"{summary['train_seconds']:.0f} s of training.")
+    sec.image(curves, caption="loss and accuracy per epoch")
+    sec.image(run / "confusion-test.png", caption="confusion matrix on the test split")
+    sec.pre(format_report(result))
+    sec.link(run, "the run directory", note="config.yaml, metrics.jsonl, checkpoints")
+    return run
+
+
+def chapter_recommend(report: Report, out: Path) -> None:
+    from matplotlib import pyplot as plt
+
+    from .bench import recommend
+
+    rec = recommend(threads=1)
+    folder = out / "recommend"
+    rec.bench.save(folder)
+    plot = rec.plot(folder / "recommend.png")
+    print(_heading("Which architecture should I use? Measured on this machine"))
+    print(rec.table())
+    print("\n".join(rec.reasons))
+
+    sec = report.section("4. Which architecture should I use?")
+    sec.text("\n\n".join(rec.reasons)).pre(rec.table())
+    sec.image(plot, caption="published ImageNet top-1 against latency measured here; the Pareto front")
+    figure = rec.bench.figure()
+    sec.image(figure, caption="roofline: achieved GFLOP/s against the measured matmul peak")
+    plt.close(figure)
+
+
+CHAPTERS: dict[str, Callable[[Report, Path], object]] = {
+    "architectures": chapter_architectures,
+    "analysis": chapter_analysis,
+    "training": chapter_training,
+    "recommendation": chapter_recommend,
+}
+
+
+def run_tour(out: str | Path = "runs/tour", chapters: list[str] | None = None) -> Path:
+    """Run the chapters (all by default), print them, write the self-contained report `out/index.html`."""
+    from .errors import CnnzooError
+
+    unknown = sorted(set(chapters or ()) - set(CHAPTERS))
+    if unknown:
+        raise CnnzooError(f"unknown tour chapter {', '.join(unknown)}; the chapters are {', '.join(CHAPTERS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report("cnnzoo tour", subtitle="The CNN architectures lecture, computed on this machine")
+    print("cnnzoo tour: the CNN architectures lecture, computed")
+    for name, chapter in CHAPTERS.items():
+        if chapters and name not in chapters:
+            continue
+        start = time.perf_counter()
+        chapter(report, out)
+        print(f"\n[tour] {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    index = report.write(out / "index.html")
+    print(f"\ncnnzoo tour: done; the report is {index.resolve()}")
+    return index

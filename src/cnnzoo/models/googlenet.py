@@ -54,7 +54,7 @@ GOOGLENET = Card(
     year=2015,
     venue="CVPR",
     url="https://arxiv.org/abs/1409.4842",
-    lecture="ILSVRC 2014 winner, top-5 error 6.7%; aggressive stem (224 -> 28 with 124K params, 418 MFLOP); "
+    lecture="ILSVRC 2014 winner, top-5 error 6.7%; aggressive stem (224 -> 28 with 124K params; the slide's 418 MFLOP is 481 by its own rows, docs/lecture-errata.md E7); "
     "global average pooling; auxiliary classifiers",
 )
 

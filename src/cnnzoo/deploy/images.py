@@ -1,0 +1,166 @@
+"""Untrusted images in: safe decoding with limits, path expansion, and the model's eval preprocessing.
+
+Decoding defends against what an upload can do to a server: bytes that are not an image (415), a
+format outside the common ones (415: exotic Pillow decoders have had decompression-bomb bugs, so
+`Image.open(formats=...)` never tries them), a header that declares more pixels than `max_pixels`
+(413, checked before a single pixel is decoded: a 30000x30000 PNG is a few kilobytes on the wire and
+2.7 GB in memory), and truncated or corrupt data (422). Nothing in an upload is ever executed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import io
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..data import eval_transform
+from ..data.datasets import PIL_FORMATS, Unreadable, is_image_file
+from ..errors import CnnzooError
+from .meta import ModelMeta
+
+MAX_PIXELS = 40_000_000  # 40 megapixels: a large phone photo; Pillow's own bomb limit is 89 M (warning)
+
+
+class ImageRejected(CnnzooError):
+    """An input that is not a usable image; `status` is the HTTP status the server answers with."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def decode_image(data: bytes, mode: str, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Fully decode `data` in `mode` ("RGB" or "L"), or raise ImageRejected saying why not."""
+    if not data:
+        raise ImageRejected("empty file: no bytes to decode", 400)
+    try:
+        img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected(f"not an image in an allowed format ({', '.join(PIL_FORMATS)})", 415) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"too many pixels: {exc}", 413) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected(f"truncated or corrupt image header ({type(exc).__name__}: {exc})") from None
+    with img:
+        w, h = img.size
+        if w * h > max_pixels:  # the header alone tells; decoding would allocate w * h * channels bytes
+            raise ImageRejected(f"too many pixels: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the limit of "
+                                f"{max_pixels / 1e6:.0f} MP", 413)
+        if w == 0 or h == 0:
+            raise ImageRejected(f"empty image ({w}x{h})")
+        try:
+            return img.convert(mode)  # decodes every pixel: a truncated file fails here, not later
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            raise ImageRejected(f"corrupt or truncated {img.format} data ({exc})") from None
+
+
+def read_image(path: str | os.PathLike, mode: str, *, max_pixels: int = MAX_PIXELS,
+               max_bytes: int = 256 * 2**20) -> Image.Image:
+    """Decode an image file, with the same checks as an upload."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise ImageRejected(f"file too large: {size / 2**20:.0f} MiB exceeds {max_bytes / 2**20:.0f} MiB", 413)
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImageRejected(f"cannot read the file ({exc.strerror or exc})") from None
+    return decode_image(data, mode, max_pixels=max_pixels)
+
+
+@dataclasses.dataclass
+class Failure:
+    """An input that could not be used, and why."""
+
+    input: str
+    error: str
+
+
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[Failure]]:
+    """Files, folders (their image files, recursively) and glob patterns, in order, without duplicates."""
+    found: list[Path] = []
+    failures: list[Failure] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            if not files:
+                failures.append(Failure(item, "folder holds no image files"))
+        elif p.is_file():
+            files = [p]
+        elif glob.has_magic(item):
+            files = sorted(Path(f) for f in glob.glob(os.path.expanduser(item), recursive=True) if os.path.isfile(f))
+            if not files:
+                failures.append(Failure(item, "no file matches the pattern"))
+        else:
+            failures.append(Failure(item, "no such file or folder"))
+            continue
+        found += files
+    seen: set[Path] = set()
+    unique = [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]
+    return unique, failures
+
+
+class Preprocess:
+    """PIL image -> the normalised C x H x W tensor the model was evaluated on (the trainer's eval preset)."""
+
+    def __init__(self, meta: ModelMeta) -> None:
+        self.mode = "L" if meta.in_chans == 1 else "RGB"
+        self.transform = eval_transform(meta.input_size, meta.mean, meta.std, in_chans=meta.in_chans,
+                                        crop_pct=meta.crop_pct)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.transform(img)
+
+
+def real_images(meta: ModelMeta, n: int = 16, split: str = "test") -> tuple[torch.Tensor | None, str]:
+    """Up to `n` preprocessed images of the data set the model was trained on, and where they came from.
+
+    Evenly spaced over the split, so every class shows up. (None, reason) when the data is not at hand.
+    """
+    if not meta.data:
+        return None, "the model does not name its training data"
+    from ..data import ImageDataset, load_data
+
+    try:
+        source = load_data(meta.data, **meta.split)
+    except CnnzooError as exc:
+        return None, f"training data {meta.data!r} is not readable here ({exc})"
+    part = source.splits.get(split) or source.splits.get("val") or source.splits["train"]
+    ds = ImageDataset(part, Preprocess(meta).transform, in_chans=meta.in_chans)
+    step = max(1, len(ds) // n)
+    xs = [s[0] for s in (ds[i] for i in range(0, len(ds), step)) if not isinstance(s, Unreadable)]
+    if not xs:
+        return None, f"no image of {meta.data!r} could be read"
+    return torch.stack(xs[:n]), f"{len(xs[:n])} {split} images of {source.name}"
+
+
+def sample_images(meta: ModelMeta, folder: str | os.PathLike, n: int = 5,
+                  split: str = "test") -> list[tuple[Path, str]]:
+    """`n` images of the model's own data set as files (written as PNGs for in-memory sets such as digits,
+    else the existing files), each with its true class: real inputs for `predict` and the web page."""
+    from ..data import load_data
+
+    if not meta.data:
+        raise CnnzooError("the model does not name its training data; pass image files instead")
+    source = load_data(meta.data, **meta.split)
+    part = source.splits.get(split) or source.splits["train"]
+    idx = [round(i * (len(part) - 1) / max(1, n - 1)) for i in range(min(n, len(part)))]
+    if part.paths is not None:
+        return [(Path(part.paths[i]), source.classes[part.labels[i]]) for i in idx]
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in idx:
+        img = part.images[i]
+        img = (img.float() * 255 if img.is_floating_point() else img.float()).round().clamp(0, 255).to(torch.uint8)
+        arr = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+        label = source.classes[part.labels[i]]
+        path = out / f"{source.name}-{split}{i}-{label}.png"
+        Image.fromarray(arr).save(path)
+        files.append((path, label))
+    return files

@@ -1,0 +1,272 @@
+"""An HTTP service for a trained model (FastAPI on uvicorn), with a web page to try it.
+
+    POST /predict   multipart/form-data, one image or several (any field name), or a raw image body
+                    -> {"results": [{"file", "top": [{"label", "probability"}], "batch"}], "backend", ...}
+    GET  /model     the model's card, classes, input size, normalisation, backend and limits
+    GET  /health    liveness and counters (requests, images, batches, mean batch size)
+    GET  /          the page: drop or pick an image, see the top-5 classes as bars
+
+Hostile input gets a JSON error and a 4xx status, and the server goes on: an upload over `max_upload_bytes`
+413 (refused from its Content-Length before the body is read, or as soon as the count passes the limit),
+too many pixels 413, not an allowed image format 415, corrupt or truncated data 422, no image 400.
+
+Micro-batching: requests put their images on a queue; one worker takes what is queued, waits at most
+`max_wait_ms` for more, up to `max_batch`, and runs them as one batch in an inference thread, so
+concurrent clients share the cost of a forward pass while the event loop keeps accepting requests.
+Binds to 127.0.0.1 unless told otherwise.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import time
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from .images import MAX_PIXELS, ImageRejected, decode_image
+from .predict import Predictor, softmax
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 16  # 1 turns micro-batching off
+    max_wait_ms: float = 5.0  # how long a batch waits for company once its first image is queued
+    max_upload_bytes: int = 10 * 2**20
+    max_pixels: int = MAX_PIXELS
+    max_files: int = 16  # images per request
+    top_k: int = 5
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class MicroBatcher:
+    """Queue of (image tensor, future); a worker task runs them through `fn` in batches."""
+
+    def __init__(self, fn, max_batch: int, max_wait_ms: float) -> None:
+        self.fn, self.max_batch, self.max_wait = fn, max(1, max_batch), max_wait_ms / 1000
+        self.queue: asyncio.Queue | None = None
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cnnzoo-infer")
+        self.batches = self.images = 0
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with _suppress_cancel():
+                await self.task
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, x: torch.Tensor) -> tuple[np.ndarray, int]:
+        """The logits of one preprocessed image, and the size of the batch it ran in."""
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((x, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                if not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                    continue
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            batch = [(x, f) for x, f in batch if not f.done()]  # a client that went away
+            if not batch:
+                continue
+            try:
+                logits = await loop.run_in_executor(self.pool, self.fn, torch.stack([x for x, _ in batch]))
+            except Exception as exc:  # noqa: BLE001 - the error goes to every waiting request
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(exc)
+                continue
+            self.batches, self.images = self.batches + 1, self.images + len(batch)
+            for (_, f), row in zip(batch, logits):
+                if not f.done():
+                    f.set_result((row, len(batch)))
+
+
+class _suppress_cancel:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        return kind is asyncio.CancelledError
+
+
+def _limit_body(app, max_bytes: int):
+    """ASGI middleware: refuse a body over `max_bytes` by its Content-Length, or while it streams in."""
+
+    async def middleware(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > max_bytes:
+            await _drain(receive, 4 * max_bytes + 64 * 2**20)  # so that the client can read our answer
+            return await _json(send, 413, f"upload too large: {int(length)} bytes exceeds the limit of {max_bytes}")
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > max_bytes:
+                raise BodyTooLarge(f"upload too large: more than the limit of {max_bytes} bytes")
+            return message
+
+        return await app(scope, counted, send)
+
+    return middleware
+
+
+async def _drain(receive, limit: int) -> None:
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
+async def _json(send, status: int, error: str) -> None:
+    import json
+
+    body = json.dumps({"error": error, "status": status}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(predictor: Predictor, cfg: ServeConfig | None = None):
+    """The FastAPI application serving `predictor` (its backend already chosen)."""
+    from contextlib import asynccontextmanager
+
+    cfg = cfg or ServeConfig()
+    batcher = MicroBatcher(predictor.backend, cfg.max_batch, cfg.max_wait_ms)
+    counters = {"requests": 0, "errors": 0, "started": time.time()}
+    meta = predictor.meta
+    page = resources.files("cnnzoo.deploy").joinpath("page.html").read_text(encoding="utf-8")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title=f"cnnzoo: {meta.model}", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(status: int, message: str, **extra: Any) -> JSONResponse:
+        counters["errors"] += 1
+        return JSONResponse({"error": message, "status": status, **extra}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request, exc: BodyTooLarge):
+        return error(413, str(exc))
+
+    def prepare(data: bytes) -> torch.Tensor:
+        return predictor.pre(decode_image(data, predictor.pre.mode, max_pixels=cfg.max_pixels))
+
+    async def one(name: str, data: bytes) -> dict[str, Any]:
+        try:
+            x = await run_in_threadpool(prepare, data)
+        except ImageRejected as exc:
+            return {"file": name, "error": str(exc), "status": exc.status}
+        logits, batch = await batcher.submit(x)
+        probs = softmax(logits[None].astype(np.float64))
+        top = predictor.top(probs, cfg.top_k)[0]
+        return {"file": name, "top": [{"label": c, "probability": round(p, 6)} for c, p in top], "batch": batch}
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        counters["requests"] += 1
+        kind = request.headers.get("content-type", "")
+        if kind.startswith("multipart/form-data"):
+            try:
+                form = await request.form(max_files=cfg.max_files, max_fields=cfg.max_files)
+            except HTTPException as exc:  # malformed multipart, too many parts
+                return error(400, f"bad multipart body: {exc.detail}")
+            files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+            if not files:
+                return error(400, "no image in the request: send multipart/form-data with a file field")
+        elif kind.startswith("application/x-www-form-urlencoded"):
+            return error(400, "no image in the request: send multipart/form-data with a file field")
+        else:
+            body = await request.body()
+            if not body:
+                return error(400, "empty body: send an image (multipart/form-data, or the raw bytes)")
+            files = [("body", body)]
+        results = await asyncio.gather(*(one(name, data) for name, data in files))
+        bad = [r for r in results if "error" in r]
+        if bad:
+            what = bad[0]["error"] if len(files) == 1 else f"{len(bad)} of {len(files)} files: {bad[0]['file']}: {bad[0]['error']}"
+            return error(bad[0]["status"], what, results=results)
+        return {"model": meta.model, "backend": predictor.backend.name, "results": results}
+
+    @app.get("/model")
+    async def model():
+        return {"model": meta.model, "card": meta.card(), "classes": meta.classes, "num_classes": meta.num_classes,
+                "input_size": meta.input_size, "in_chans": meta.in_chans, "mean": meta.mean, "std": meta.std,
+                "crop_pct": meta.crop_pct, "epoch": meta.epoch, "best_top1": meta.best_top1, "source": predictor.source.path,
+                "backend": predictor.backend.name, "backend_reason": predictor.reason,
+                "limits": {"max_upload_bytes": cfg.max_upload_bytes, "max_pixels": cfg.max_pixels,
+                           "max_files": cfg.max_files, "formats": list(_formats())},
+                "batching": {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms}}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": meta.model, "backend": predictor.backend.name,
+                "uptime_s": round(time.time() - counters["started"], 1), "requests": counters["requests"],
+                "errors": counters["errors"], "images": batcher.images, "batches": batcher.batches,
+                "mean_batch": round(batcher.images / batcher.batches, 2) if batcher.batches else None}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index():
+        return page
+
+    return _limit_body(app, cfg.max_upload_bytes)
+
+
+def _formats() -> tuple[str, ...]:
+    from ..data.datasets import PIL_FORMATS
+
+    return PIL_FORMATS
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def run_server(app, cfg: ServeConfig) -> None:
+    """Serve `app` until interrupted (uvicorn, one process; the model is already loaded)."""
+    import uvicorn
+
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False, timeout_keep_alive=5)
