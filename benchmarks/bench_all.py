@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from cnnzoo import get_card, list_models
 from cnnzoo.analysis import profile
 from cnnzoo.bench import BenchResult, bench, device_info, matmul_peak
+from results import put_subsection
 
 HEADING = "## Bench: every model on this machine"
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -63,23 +63,6 @@ def markdown(result: BenchResult, seconds: float, note: str) -> str:
                 f"{f'{t.latency_ms:,.1f}' if t else ''} | {f'{r.vs_torchvision:.2f}' if t else ''} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def write_section(path: Path, sub: str) -> None:
-    """Put `sub` into the bench section of `path`, replacing the same device's subsection; append if absent."""
-    text = path.read_text() if path.exists() else "# Results\n"
-    start = text.find(HEADING + "\n")
-    if start < 0:
-        path.write_text(text.rstrip("\n") + f"\n\n{HEADING}\n\n{sub}")
-        return
-    nxt = re.search(r"^## ", text[start + len(HEADING):], re.M)
-    end = start + len(HEADING) + nxt.start() if nxt else len(text)
-    section = text[start:end]
-    kind = sub.split(":", 1)[0]  # "### cpu" or "### cuda" (the heading of "### cuda:0: NVIDIA ...")
-    subs = re.split(r"(?m)^(?=### )", section)
-    kept = [s for s in subs[1:] if not s.startswith(kind)]
-    body = subs[0].rstrip("\n") + "\n\n" + "".join(s.rstrip("\n") + "\n\n" for s in [*kept, sub])
-    path.write_text(text[:start] + body + text[end:].lstrip("\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{max(loads):.1f} (median {sorted(loads)[len(loads) // 2]:.1f}) on {cores} cores.")
     if big:
         note += f" Batch 32 only for the {len(names) - len(big)} models under {limit:g} GMAC per image."
-    write_section(Path(args.results), markdown(result, time.time() - t0, note.strip()))
+    sub = markdown(result, time.time() - t0, note.strip())
+    put_subsection(Path(args.results), HEADING, sub, key=sub.split(":", 1)[0])  # "### cpu" or "### cuda"
     print(f"wrote {args.out}/bench.json and the section of {args.results} ({(time.time() - t0) / 60:.1f} min)",
           file=sys.stderr)
     return 0

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/serve_load.py [RUN|CHECKPOINT|MODEL.onnx] [--clients 16] [--seconds 10]
 
 Two real servers (uvicorn subprocesses on 127.0.0.1) serve the same model with the same backend: one
-micro-batches (`--max-batch 16 --max-wait-ms 5`), the other runs every image alone (`--max-batch 1`).
+micro-batches (`--max-batch 16`, `--max-wait-ms` 0 by default), the other runs every image alone (`--max-batch 1`).
 Each round loads one of them, then the other (A B A B ...), with N clients that each post a real digit
 PNG, wait for the answer and post again until T seconds have passed. Reported per server: requests,
 errors (anything but a 200 with 5 classes; must be 0), p50/p99 latency, images/s, and the mean batch
@@ -18,8 +18,6 @@ import contextlib
 import datetime
 import io
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,8 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from cnnzoo.deploy.serve import serve_in_background
+
 
 def digit_pngs(n: int = 32) -> list[bytes]:
     d = load_digits()
@@ -39,40 +39,6 @@ def digit_pngs(n: int = 32) -> list[bytes]:
         Image.fromarray(np.round(d.images[i] * 255 / 16).astype(np.uint8), mode="L").save(buf, format="PNG")
         out.append(buf.getvalue())
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def server(source: str, log: Path, *args: str, timeout: float = 300.0):
-    port = free_port()
-    cmd = [sys.executable, "-m", "cnnzoo", "serve", source, "--host", "127.0.0.1", "--port", str(port), *args]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited:\n{log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not up after {timeout:.0f} s:\n{log.read_text()}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def load(url: str, images: list[bytes], clients: int, seconds: float) -> tuple[list[float], int, float]:
@@ -121,7 +87,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="rounds per server, alternating")
     ap.add_argument("--backend", default="onnxruntime", help="the same for both servers (default onnxruntime)")
     ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--max-wait-ms", type=float, default=0.0)
     args = ap.parse_args()
     clients, seconds = min(max(1, args.clients), 256), min(max(1.0, args.seconds), 120.0)
     images = digit_pngs()
@@ -131,7 +97,8 @@ def main() -> int:
                  ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)],
                  "one image at a time (max-batch 1)": ["--max-batch", "1"]}
         with contextlib.ExitStack() as stack:
-            urls = {m: stack.enter_context(server(source, Path(tmp) / f"serve{i}.log", "--backend", args.backend, *a))
+            urls = {m: stack.enter_context(serve_in_background(
+                source, "--backend", args.backend, *a, log=Path(tmp) / f"serve{i}.log"))
                     for i, (m, a) in enumerate(modes.items())}
             stats = {m: {"lat": [], "errors": 0, "seconds": 0.0, "images": 0, "batches": 0} for m in modes}
             for _ in range(args.rounds):

@@ -41,6 +41,7 @@ from cnnzoo.data import ImageDataset, eval_transform, load_data, train_transform
 from cnnzoo.train import read_metrics, train
 from cnnzoo.train.distributed import pick_device
 from cnnzoo.train.prepare import resolve
+from results import put_subsection
 
 HEADING = "## Training speed"
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -200,22 +201,6 @@ def machine(device: torch.device) -> str:
             f"torch {torch.__version__}, load average {load:.1f} at the start")
 
 
-def write_section(path: Path, sub_heading: str, body: str) -> None:
-    """Replace (or add) `### sub_heading` inside the "Training speed" section; other sections stay as they are."""
-    text = path.read_text() if path.exists() else "# Results\n"
-    block = f"### {sub_heading}\n\n{body.strip()}\n"
-    start = text.find(HEADING + "\n")
-    if start < 0:
-        path.write_text(text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}")
-        return
-    nxt = re.search(r"^## ", text[start + len(HEADING):], re.M)
-    end = start + len(HEADING) + nxt.start() if nxt else len(text)
-    subs = [s for s in re.split(r"(?m)^(?=### )", text[start + len(HEADING):end]) if s.strip()]
-    subs = [s for s in subs if not s.startswith(f"### {sub_heading}\n")] + [block]
-    section = f"{HEADING}\n\n" + "\n".join(s.strip() + "\n" for s in subs)
-    path.write_text(text[:start] + section + ("\n" + text[end:] if end < len(text) else ""))
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="resnet18")
@@ -242,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     body = f"{machine(device)}. {args.note}\n\n{body}"
     print(f"### {title}\n\n{body}")
     if args.write:
-        write_section(RESULTS, title, body)
+        put_subsection(RESULTS, HEADING, f"### {title}\n\n{body.strip()}\n", key=f"### {title}\n")
 
 
 if __name__ == "__main__":

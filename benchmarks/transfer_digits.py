@@ -7,7 +7,7 @@ optimizer steps, SGD with Nesterov momentum at 0.05 x batch / 64, one-cycle, lab
 each over five seeds; logistic regression on the raw pixels is a no-network reference. Every run is
 tested on all 179 test images of digits 5-9.
 
-    .venv/bin/python benchmarks/transfer_digits.py                 # about 30 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/transfer_digits.py                 # 90 minutes on a busy 2-core CPU
     .venv/bin/python benchmarks/transfer_digits.py --seeds 0 --shots 5 --out runs/quick
 
 It prints the Markdown table that RESULTS.md quotes and writes it, with every run's numbers, to

@@ -78,6 +78,19 @@ def test_onnx_file_predicts_what_the_checkpoint_predicts(run, images, onnx_file)
         assert np.allclose([pr for _, pr in p.top], [pr for _, pr in q.top], atol=1e-4)
 
 
+def test_a_fixed_batch_onnx_file_predicts_any_number_of_images(run, images, tmp_path):
+    """Exported without --dynamic-batch the file takes one image at a time; predict feeds it 10 images in
+    chunks (the last one padded) and gets what the checkpoint gets."""
+    folder, _ = images
+    fixed = export_run(run, "onnx", tmp_path / "fixed.onnx").path
+    a = predict(run, [str(folder / "good")], top_k=10, backend="eager")
+    b = predict(fixed, [str(folder / "good")], top_k=10, batch_size=4)
+    assert len(b.predictions) == 10 and [p.input for p in b.predictions] == [p.input for p in a.predictions]
+    for p, q in zip(a.predictions, b.predictions):
+        assert [c for c, _ in p.top] == [c for c, _ in q.top]
+        assert np.allclose([pr for _, pr in p.top], [pr for _, pr in q.top], atol=1e-4)
+
+
 def test_auto_takes_the_fastest_backend_that_agrees(run):
     pred = Predictor(run, "auto", batch_size=16)  # expected_images=None: a server, so it measures
     names = {m.name for m in pred.measured}
@@ -144,7 +157,36 @@ def test_sample_images_writes_real_test_images(run, tmp_path):
 
     files = sample_images(load_source(run).meta, tmp_path, 6)
     assert len(files) == 6 and all(p.is_file() and p.suffix == ".png" for p, _ in files)
+    assert [label for _, label in files] == ["0", "1", "2", "3", "4", "5"]  # the classes take turns
     assert Image.open(files[0][0]).mode == "L"  # digits are grey
     r = predict(run, [str(tmp_path)], top_k=1)
     truth = {str(p): label for p, label in files}
     assert sum(p.top[0][0] == truth[p.input] for p in r.predictions) >= 4
+
+
+def test_torchvision_weights_predict_imagenet_classes(tmp_path, capsys):
+    """`cnnzoo predict MODEL --weights FILE`: a file written by torchvision (no training run), its 1000 classes
+    named as torchvision names them, the same probabilities as torchvision's own model on the same input."""
+    import torchvision
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18().eval()
+    weights = tmp_path / "resnet18-tv.pth"
+    torch.save(reference.state_dict(), weights)
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 260, 3), dtype=np.uint8)).save(image)
+
+    assert main(["predict", "resnet18", str(image), "--weights", str(weights), "--json", "--backend", "eager"]) == 0
+    top = json.loads(capsys.readouterr().out)["predictions"][0]["top"]
+    src = load_source("resnet18", weights)
+    assert src.meta.classes == list(_IMAGENET_CATEGORIES) and src.meta.input_size == 224
+    x = Predictor(src, "eager").load_batch([image])[0]
+    with torch.no_grad():
+        expected = torch.softmax(reference(x), 1)[0].double()
+    best = expected.topk(5)
+    assert [t["label"] for t in top] == [_IMAGENET_CATEGORIES[i] for i in best.indices]
+    assert np.allclose([t["probability"] for t in top], best.values.numpy(), atol=1e-5)
+
+    assert main(["predict", "resnet18", str(image)]) == 2  # an architecture alone is no trained model
+    assert "add --weights" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
 from pathlib import Path
@@ -10,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from cnnzoo.errors import CnnzooError
+from browser import ARTIFACTS, chromium_missing, headless_page
 from cnnzoo.report import Report
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 # A 2x1 PNG (one red, one blue pixel), so that the file-image path needs no matplotlib.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAIAAAB7QOjdAAAAEElEQVR4nGP4z8DAwMDAAAAN"
                        "+wH/vQnM2QAAAABJRU5ErkJggg==")
@@ -88,50 +86,27 @@ def test_report_refuses_bad_blocks(tmp_path):
         r.image(tmp_path / "notes.txt")
 
 
-def _chromium_missing() -> str | None:
-    if not os.path.exists(CHROMIUM):
-        return f"no {CHROMIUM}: run scripts/ensure-chromium.sh (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[test]')"
-    return None
-
-
-@pytest.mark.skipif(_chromium_missing() is not None, reason=str(_chromium_missing()))
+@pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
 def test_chromium_renders_every_section_and_image(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     report, path = build(tmp_path)
     report.write(path)
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.goto(path.resolve().as_uri())
-            page.wait_for_load_state("load")
-            assert page.title() == "cnnzoo tour <test>"
-            headings = page.eval_on_selector_all("section > h2", "els => els.map(e => e.textContent)")
-            assert headings == report.sections
-            for sid in ("architectures", "charts", "tables", "charts-2"):
-                assert page.locator(f"section#{sid} > h2").is_visible()
-            images = page.eval_on_selector_all(
-                "figure img", "els => els.map(e => [e.complete, e.naturalWidth, e.getBoundingClientRect().width])")
-            assert len(images) == 2 and all(ok and w > 0 and shown > 0 for ok, w, shown in images), images
-            svg = page.locator("figure svg").bounding_box()
-            assert svg and svg["width"] > 0 and svg["height"] > 0
-            assert page.locator("table").count() == 2 and page.locator("td.num").count() == 4
-            page.click("nav a[href='#tables']")  # the table of contents works
-            assert page.evaluate("location.hash") == "#tables"
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+    with headless_page() as (page, errors):
+        page.goto(path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        assert page.title() == "cnnzoo tour <test>"
+        headings = page.eval_on_selector_all("section > h2", "els => els.map(e => e.textContent)")
+        assert headings == report.sections
+        for sid in ("architectures", "charts", "tables", "charts-2"):
+            assert page.locator(f"section#{sid} > h2").is_visible()
+        images = page.eval_on_selector_all(
+            "figure img", "els => els.map(e => [e.complete, e.naturalWidth, e.getBoundingClientRect().width])")
+        assert len(images) == 2 and all(ok and w > 0 and shown > 0 for ok, w, shown in images), images
+        svg = page.locator("figure svg").bounding_box()
+        assert svg and svg["width"] > 0 and svg["height"] > 0
+        assert page.locator("table").count() == 2 and page.locator("td.num").count() == 4
+        page.click("nav a[href='#tables']")  # the table of contents works
+        assert page.evaluate("location.hash") == "#tables"
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        assert not errors, errors
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
     shutil.copy(path, ARTIFACTS / "report.html")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy_run import running_server, shared_run, write_digit_pngs
+from cnnzoo.deploy.serve import serve_in_background
+from deploy_run import ONE_THREAD, shared_run, write_digit_pngs
 
 pytestmark = pytest.mark.xdist_group(name="deploy-serve")
 
@@ -35,7 +36,8 @@ def server(tmp_path_factory):
     run = shared_run(tmp_path_factory)
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     # auto backend: the server measures its candidates at startup and says which it took
-    with running_server(run, log, "--max-upload-mb", "1", "--max-batch", "8", "--max-wait-ms", "50") as url:
+    with serve_in_background(run, "--max-upload-mb", "1", "--max-batch", "8", "--max-wait-ms", "50", log=log,
+                             env=ONE_THREAD) as url:
         yield url, log
 
 

@@ -1,8 +1,6 @@
 """Training parts, in process: metrics, schedules, the GoogLeNet loss, config, checkpoints (atomic, safe)."""
 from __future__ import annotations
 
-import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cnnzoo import create_model
 from cnnzoo.errors import CnnzooError

@@ -16,13 +16,13 @@ The test networks are defined in a launcher script, so they never enter this pro
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import torch
 
+from cnnzoo.deploy.serve import free_port
 from cnnzoo.train import read_checkpoint, read_metrics
 
 LAUNCHER = textwrap.dedent('''
@@ -71,12 +71,6 @@ LAUNCHER = textwrap.dedent('''
 ''')
 ARGS = ["--data", "synthetic:n=320,size=32,chans=1", "--epochs", "2", "--batch-size", "32", "--threads", "1",
         "--progress", "false", "--precision", "fp32"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(*cmd: str) -> None:

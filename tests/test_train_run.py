@@ -210,3 +210,24 @@ def test_bad_input_gives_one_line_and_loses_nothing(tmp_path, capsys, finished_r
     assert main(argv) == 2
     assert expect in one_error_line(capsys)
     assert _snapshot(finished_run) == before and not fresh.exists()
+
+
+def test_train_starts_from_weights_and_refits_the_head(tmp_path, finished_run):
+    """`--weights` (here a run folder trained on 10 classes, for a 4-class data set): every weight but
+    the classifier's is loaded, the classifier is re-initialised, and the log says so. At learning rate 0 the
+    loaded weights come out of training unchanged, so they must equal the file's exactly."""
+    from cnnzoo.weights import head_modules, read_weights
+
+    run = tmp_path / "four"
+    assert main(["train", *TINY, "--data", SYNTH + ",classes=4", "--weights", str(finished_run), "--epochs", "1",
+                 "--lr", "0", "--sched", "constant", "--batch-size", "32", "--out", str(run)]) == 0
+    log = (run / "log.txt").read_text()
+    assert "loaded" in log and "classifier re-initialised" in log, log
+    pretrained = read_weights(finished_run).state_dict
+    model, info = load_checkpoint(run, which="last")
+    assert info["config"]["weights"] == str(finished_run) and info["num_classes"] == 4
+    heads = tuple(f"{h}." for h in head_modules(model))
+    trained = {k: v for k, v in model.state_dict().items() if "running_" not in k and "num_batches" not in k}
+    kept = [k for k in trained if not k.startswith(heads)]
+    assert kept and all(torch.equal(trained[k], pretrained[k]) for k in kept)
+    assert all(trained[k].shape != pretrained[k].shape for k in trained if k.startswith(heads) and k.endswith("weight"))

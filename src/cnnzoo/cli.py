@@ -22,10 +22,11 @@ def _add_models(sub) -> None:
     p.add_argument("model")
     p.set_defaults(run=_run_info)
 
-    p = sub.add_parser("tour", help="the lecture, architecture by architecture")
+    p = sub.add_parser("tour", help="the whole lecture in one run, written to runs/tour/index.html")
     p.add_argument("--out", default="runs/tour", help="where the tour writes its files (default runs/tour)")
-    p.add_argument("--chapters", default=None,
-                   help="comma-separated: architectures,analysis,training,recommendation (default: all)")
+    p.add_argument("--chapters", default=None, help="comma-separated: architectures,analysis,training,transfer,"
+                                                    "deploy,recommendation (default: all)")
+    p.add_argument("--quick", action="store_true", help="3 training epochs instead of 20, fewer timed runs")
     p.set_defaults(run=_run_tour)
 
 
@@ -52,7 +53,7 @@ def _run_info(args) -> int:
 def _run_tour(args) -> int:
     from .tour import run_tour
 
-    run_tour(out=args.out, chapters=args.chapters.split(",") if args.chapters else None)
+    run_tour(out=args.out, chapters=args.chapters.split(",") if args.chapters else None, quick=args.quick)
     return 0
 
 
@@ -301,7 +302,7 @@ def _run_recommend(args) -> int:
 # --- transfer: weights convert, layers, transfer features|linear|finetune --------------------------------
 
 def _add_transfer(sub) -> None:
-    from .train.config import FIELDS, add_arguments
+    from .train.config import add_arguments
 
     p = sub.add_parser("weights", help="pretrained weights files (weights convert)")
     actions = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
@@ -324,9 +325,6 @@ def _add_transfer(sub) -> None:
              "finetune": "every layer trained, the backbone at a lower learning rate"}
     for mode, text in helps.items():
         q = modes.add_parser(mode, help=text)
-        if "weights" not in FIELDS:  # else add_arguments adds `cnnzoo train`'s --weights
-            q.add_argument("--weights", help="weights file, run folder or URL"
-                           + (" (none: train from scratch)" if mode == "finetune" else " (required)"))
         q.add_argument("--classes", help="the classes to keep, e.g. 5-9 or cat,dog (default all)")
         q.add_argument("--shots", type=int, help="training images per class (default all; drops the val split)")
         if mode == "features":
@@ -376,8 +374,8 @@ def _run_transfer(args) -> int:
     extra = {"layer": args.layer, "C": args.C} if args.mode == "features" else {}
     if args.mode == "finetune":
         extra = {"backbone_lr": args.backbone_lr, "head_epochs": args.head_epochs, "freeze_bn": args.freeze_bn}
-    transfer(args.mode, weights=args.weights, classes=args.classes, shots=args.shots, config_file=args.config,
-             **extra, **{name: getattr(args, name) for name in FIELDS if name != "weights"})
+    transfer(args.mode, classes=args.classes, shots=args.shots, config_file=args.config,
+             **extra, **{name: getattr(args, name) for name in FIELDS})
     return 0
 
 
@@ -386,7 +384,8 @@ def _run_transfer(args) -> int:
 def _add_deploy(sub) -> None:
     backends = ("auto", "eager", "bf16", "compile", "onnxruntime", "int8")  # deploy.backends.NAMES, not imported here
     p = sub.add_parser("export", help="export a run to ONNX or a torch.export program, verified against PyTorch")
-    p.add_argument("source", metavar="RUN|CHECKPOINT")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL")
+    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
     p.add_argument("--format", choices=("onnx", "pt2"), default="onnx")
     p.add_argument("--out", help="output file (default RUN/export/MODEL.FORMAT)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
@@ -394,8 +393,9 @@ def _add_deploy(sub) -> None:
     p.set_defaults(run=_run_export)
 
     p = sub.add_parser("predict", help="classify image files, folders or globs with a run, checkpoint or ONNX file")
-    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--backend", choices=backends, default="auto", help="default auto: the fastest that agrees with fp32")
@@ -403,12 +403,14 @@ def _add_deploy(sub) -> None:
     p.set_defaults(run=_run_predict)
 
     p = sub.add_parser("serve", help="an HTTP service with a web page (POST /predict, GET /model, /health, /)")
-    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
+    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--backend", choices=backends, default="auto")
     p.add_argument("--max-batch", type=int, default=16, help="micro-batch size limit (1: no batching)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="extra wait for more requests (default 0: a batch takes what queued meanwhile)")
     p.add_argument("--max-upload-mb", type=float, default=10.0)
     p.add_argument("--max-megapixels", type=float, default=40.0)
     p.set_defaults(run=_run_serve)
@@ -416,8 +418,9 @@ def _add_deploy(sub) -> None:
 
 def _run_export(args) -> int:
     from .deploy.export import export_run, format_report
+    from .deploy.meta import load_source
 
-    print(format_report(export_run(args.source, args.format, args.out, dynamic_batch=args.dynamic_batch,
+    print(format_report(export_run(load_source(args.source, args.weights), args.format, args.out, dynamic_batch=args.dynamic_batch,
                                    images=args.images)))
     return 0
 
@@ -425,9 +428,10 @@ def _run_export(args) -> int:
 def _run_predict(args) -> int:
     import json
 
+    from .deploy.meta import load_source
     from .deploy.predict import format_predictions, predict
 
-    r = predict(args.source, args.images, top_k=args.top_k, backend=args.backend, batch_size=args.batch_size)
+    r = predict(load_source(args.source, args.weights), args.images, top_k=args.top_k, backend=args.backend, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(r.to_dict(), indent=1))
     else:
@@ -446,7 +450,9 @@ def _run_serve(args) -> int:
     cfg = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                       max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
     print(f"loading {args.source} and choosing a backend...", file=sys.stderr, flush=True)
-    pred = Predictor(args.source, args.backend, batch_size=cfg.max_batch)
+    from .deploy.meta import load_source
+
+    pred = Predictor(load_source(args.source, args.weights), args.backend, batch_size=cfg.max_batch)
     if pred.measured:
         print(format_selection(pred), file=sys.stderr)
     else:

@@ -3,7 +3,9 @@
 1. The architectures, in the lecture's order: each family's card and every model's size.
 2. The lecture's analysis, computed: the AlexNet table at 227, GoogLeNet's stem, the comparison and its charts.
 3. The workflow on real data (scikit-learn's handwritten digits): train, test, confusion matrix.
-4. "Which architecture should I use?", measured on this machine.
+4. Transfer learning in the lecture's three ways, against training from scratch, with one image per class.
+5. Deploy: the trained run exported to ONNX (verified against PyTorch), predicting real images.
+6. "Which architecture should I use?", measured on this machine.
 
 Each chapter is a call into the library that a user could make from Python; the tour only prints and
 assembles the report.
@@ -11,6 +13,7 @@ assembles the report.
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,12 +21,14 @@ from typing import Callable
 from .models import get_card, list_models
 from .report import Report
 from .summary import format_summary, summarize
+from .train.config import FIELDS
 
 # The lecture's order: the ILSVRC winners, then "other architectures". Families not named here follow.
 LECTURE_ORDER = (
     "AlexNet", "ZFNet", "VGG", "GoogLeNet", "ResNet", "Pre-activation ResNet", "ResNeXt", "Wide ResNet",
     "SE-ResNet", "SE-ResNeXt", "DenseNet", "MobileNet V1", "MobileNet V2", "ShuffleNet", "ShuffleNet V2",
 )
+QUICK_EPOCHS = 3  # `--quick`: enough for about 90% on the digits, and curves with a shape
 COMPARED = ["alexnet", "vgg16", "googlenet", "resnet50", "resnet152", "densenet121", "mobilenet_v2", "shufflenet_v2_x1_0"]
 
 
@@ -58,7 +63,7 @@ def architectures() -> str:
 
 # --- chapters: each prints what it found and adds a section to the report -----------------------------------
 
-def chapter_architectures(report: Report, out: Path) -> None:
+def chapter_architectures(report: Report, out: Path, quick: bool = False) -> None:
     text = architectures()
     print(text)
     rows = []
@@ -75,7 +80,7 @@ def chapter_architectures(report: Report, out: Path) -> None:
     report.table(rows)
 
 
-def chapter_analysis(report: Report, out: Path) -> None:
+def chapter_analysis(report: Report, out: Path, quick: bool = False) -> None:
     from matplotlib import pyplot as plt  # noqa: F401  (the plots module needs a backend chosen before use)
 
     from .analysis import compare, profile
@@ -104,19 +109,28 @@ def chapter_analysis(report: Report, out: Path) -> None:
             sec.image(path, caption=path.stem)
 
 
-def chapter_training(report: Report, out: Path) -> Path:
+def _fresh(folder: Path) -> Path:
+    """The chapter's own folder, emptied of a previous tour's run (a run folder is never overwritten)."""
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    return folder
+
+
+def chapter_training(report: Report, out: Path, quick: bool = False) -> Path:
     from .train import evaluate, format_report, read_metrics, train
     from .train.metrics import plot_curves
 
-    run = out / "train"
-    summary = train(model="resnet18", data="digits", out=str(run), progress=False)
+    run = _fresh(out / "train")
+    epochs = QUICK_EPOCHS if quick else FIELDS["epochs"].default
+    summary = train(model="resnet18", data="digits", out=str(run), progress=False, epochs=epochs)
     result = evaluate(str(run), split="test")
     print(_heading("Train and test: resnet18 on scikit-learn's handwritten digits"))
     print(format_report(result))
     curves = plot_curves(read_metrics(run / "metrics.jsonl"), run / "curves.png")
 
     sec = report.section("3. Train and test on real data")
-    sec.text(f"resnet18 trained with cnnzoo's defaults on the 1,797 handwritten digits shipped with scikit-learn "
+    how = "cnnzoo's defaults" if not quick else f"cnnzoo's defaults but {epochs} epochs (--quick)"
+    sec.text(f"resnet18 trained with {how} on the 1,797 handwritten digits shipped with scikit-learn "
              f"(8x8, upscaled): test top-1 {100 * result['top1']:.1f}%, top-5 {100 * result['top5']:.1f}%, "
              f"{summary['train_seconds']:.0f} s of training.")
     sec.image(curves, caption="loss and accuracy per epoch")
@@ -126,12 +140,76 @@ def chapter_training(report: Report, out: Path) -> Path:
     return run
 
 
-def chapter_recommend(report: Report, out: Path) -> None:
+def chapter_transfer(report: Report, out: Path, quick: bool = False) -> None:
+    from .transfer.experiment import format_table, quick_experiment, summarize
+
+    result = quick_experiment(out=_fresh(out / "transfer"), log=lambda line: None)
+    print(_heading("Transfer learning: digits 0-4 -> digits 5-9, one labelled image per class"))
+    table = format_table(result)
+    print(table)
+    stats = summarize(result)
+    scratch = next(top1 for (_, arm), (top1, _, _) in stats.items() if arm == "scratch")
+    rows = [{"mode": arm, "test top-1": f"{100 * top1:.1f}%", "vs scratch": f"{100 * (top1 - scratch):+.1f} points"}
+            for (_, arm), (top1, _, _) in stats.items()]
+
+    sec = report.section("4. Transfer learning")
+    sec.text(f"The lecture's three ways of reusing a trained network. ResNet-18 is trained on digits 0-4 "
+             f"(test top-1 {100 * result['pretrain']['test_top1']:.1f}%), then used for digits 5-9 with a single "
+             f"labelled image per class: its activations as features for logistic regression, a new last layer "
+             f"on the frozen network, or the whole network fine-tuned; against the same network trained from "
+             f"scratch on the same five images with the same budget. One seed here; benchmarks/RESULTS.md has "
+             f"the full experiment (1 to 10 images per class, five seeds).")
+    sec.table(rows, caption=f"test top-1 on all {result.get('test_images', 179)} test images of digits 5-9")
+    sec.link(out / "transfer", "the transfer runs", note="one run folder per mode, with results.json")
+
+
+def chapter_deploy(report: Report, out: Path, quick: bool = False) -> None:
+    from matplotlib import pyplot as plt
+
+    from .deploy import export_run, load_source, predict, sample_images
+    from .deploy.export import format_report
+    from .deploy.predict import format_predictions
+    from .errors import CnnzooError
+
+    run = out / "train"
+    if not (run / "checkpoints" / "best.pt").is_file():
+        raise CnnzooError("the deploy chapter deploys the training chapter's run; run the tour with "
+                          "--chapters training,deploy")
+    folder = _fresh(out / "deploy")
+    exported = export_run(run, "onnx", folder / "model.onnx")
+    images = sample_images(load_source(exported.path).meta, folder / "images", n=10)
+    result = predict(exported.path, [str(path) for path, _ in images], top_k=3)
+    print(_heading("Deploy: export to ONNX, verify, predict"))
+    print(format_report(exported))
+    print(f"predicting {len(images)} test digits with {result.backend} ({result.backend_reason}):")
+    print(format_predictions(result))
+    serve = f"cnnzoo serve {exported.path}"
+    print(f"to serve it: {serve}  (then open http://127.0.0.1:8000)")
+
+    figure, axes = plt.subplots(1, len(images), figsize=(1.3 * len(images), 1.8))
+    for ax, (path, truth), p in zip(axes, images, result.predictions):
+        label, prob = p.top[0]
+        ax.imshow(plt.imread(path), cmap="gray")
+        ax.set_title(f"{label} ({100 * prob:.0f}%)", fontsize=9, color="black" if label == truth else "red")
+        ax.set_xlabel(f"true {truth}", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    sec = report.section("5. Deploy")
+    sec.text(f"The run of chapter 3 exported to ONNX and checked against PyTorch on random and real inputs "
+             f"(largest difference {exported.max_abs_diff:.1e}), then used through {result.backend} on test "
+             f"digits the network never saw. Serve it with `{serve}` and open http://127.0.0.1:8000 to drop "
+             f"images on its page.")
+    sec.image(figure, caption="predicted class (probability) above each test digit; red where it is wrong")
+    plt.close(figure)
+    sec.pre(format_report(exported) + "\n\n" + format_predictions(result))
+    sec.link(exported.path, "the ONNX file")
+
+
+def chapter_recommend(report: Report, out: Path, quick: bool = False) -> None:
     from matplotlib import pyplot as plt
 
     from .bench import recommend
 
-    rec = recommend(threads=1)
+    rec = recommend(threads=1, repeats=2 if quick else 5)
     folder = out / "recommend"
     rec.bench.save(folder)
     plot = rec.plot(folder / "recommend.png")
@@ -139,7 +217,7 @@ def chapter_recommend(report: Report, out: Path) -> None:
     print(rec.table())
     print("\n".join(rec.reasons))
 
-    sec = report.section("4. Which architecture should I use?")
+    sec = report.section("6. Which architecture should I use?")
     sec.text("\n\n".join(rec.reasons)).pre(rec.table())
     sec.image(plot, caption="published ImageNet top-1 against latency measured here; the Pareto front")
     figure = rec.bench.figure()
@@ -147,16 +225,19 @@ def chapter_recommend(report: Report, out: Path) -> None:
     plt.close(figure)
 
 
-CHAPTERS: dict[str, Callable[[Report, Path], object]] = {
+CHAPTERS: dict[str, Callable[[Report, Path, bool], object]] = {
     "architectures": chapter_architectures,
     "analysis": chapter_analysis,
     "training": chapter_training,
+    "transfer": chapter_transfer,
+    "deploy": chapter_deploy,
     "recommendation": chapter_recommend,
 }
 
 
-def run_tour(out: str | Path = "runs/tour", chapters: list[str] | None = None) -> Path:
-    """Run the chapters (all by default), print them, write the self-contained report `out/index.html`."""
+def run_tour(out: str | Path = "runs/tour", chapters: list[str] | None = None, quick: bool = False) -> Path:
+    """Run the chapters (all by default), print them, write the self-contained report `out/index.html`.
+    `quick` trains for 3 epochs instead of 20 and times fewer runs: the same report in about half the time."""
     from .errors import CnnzooError
 
     unknown = sorted(set(chapters or ()) - set(CHAPTERS))
@@ -170,7 +251,7 @@ def run_tour(out: str | Path = "runs/tour", chapters: list[str] | None = None) -
         if chapters and name not in chapters:
             continue
         start = time.perf_counter()
-        chapter(report, out)
+        chapter(report, out, quick)
         print(f"\n[tour] {name}: {time.perf_counter() - start:.0f} s", flush=True)
     index = report.write(out / "index.html")
     print(f"\ncnnzoo tour: done; the report is {index.resolve()}")

@@ -323,6 +323,15 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Weights, *, ne
             "info": weights.info}
 
 
+def normalisation_of(weights: Weights, in_chans: int) -> tuple[list[float], list[float]] | None:
+    """The mean and std the weights were trained with, when their file records them for `in_chans` channels:
+    a network sees its best inputs normalised as in its own training."""
+    mean, std = weights.info.get("mean"), weights.info.get("std")
+    if mean is None or std is None or len(mean) != in_chans:
+        return None
+    return list(mean), list(std)
+
+
 # --- `cnnzoo weights convert` -------------------------------------------------------------------------------
 
 def convert(source: str | os.PathLike, model: str, out: str | os.PathLike, *,

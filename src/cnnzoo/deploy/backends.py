@@ -79,9 +79,19 @@ class OrtBackend(Backend):
         self.name = name
         self.model_bytes = model if isinstance(model, bytes) else Path(model).read_bytes()
         self.session = ort.InferenceSession(self.model_bytes, opts, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input = first.name
+        # Exported without --dynamic-batch, the file takes exactly this many images at a time.
+        self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:
+        n, fixed = len(x), self.fixed_batch
+        if fixed is None or n == fixed:
+            return self._run(x)
+        padded = torch.cat([x, x.new_zeros((-n % fixed, *x.shape[1:]))])  # the last chunk filled up with zeros
+        return np.concatenate([self._run(c) for c in padded.split(fixed)])[:n]
+
+    def _run(self, x: torch.Tensor) -> np.ndarray:
         return self.session.run(None, {self.input: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
 
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..errors import CnnzooError
 from .images import Preprocess, read_image, real_images
-from .meta import META_KEY, ModelMeta, load_source
+from .meta import META_KEY, ModelMeta, Source, load_source
 
 FORMATS = ("onnx", "pt2")
 ATOL, RTOL = 1e-4, 1e-4
@@ -296,13 +296,14 @@ def default_out(source: str | os.PathLike, meta: ModelMeta, fmt: str) -> Path:
     return folder / "export" / f"{meta.model}.{fmt}"
 
 
-def export_run(source: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike | None = None, *,
+def export_run(source: str | os.PathLike | Source, fmt: str = "onnx", out: str | os.PathLike | None = None, *,
                dynamic_batch: bool = False, images: list[str] | None = None) -> ExportReport:
-    """Export a run folder's (or a checkpoint's) model; `out` defaults to RUN/export/MODEL.FMT."""
-    src = load_source(source)
+    """Export a run folder's (or a checkpoint's, or a `load_source` result's) model; `out` defaults to
+    RUN/export/MODEL.FMT."""
+    src = source if isinstance(source, Source) else load_source(source)
     if src.kind != "torch":
         raise CnnzooError(f"{source} is already an ONNX file; export reads a run folder or a .pt checkpoint")
-    return export_model(src.module, src.meta, fmt, out or default_out(source, src.meta, fmt),
+    return export_model(src.module, src.meta, fmt, out or default_out(src.path, src.meta, fmt),
                         dynamic_batch=dynamic_batch, images=images)
 
 

@@ -142,14 +142,19 @@ def real_images(meta: ModelMeta, n: int = 16, split: str = "test") -> tuple[torc
 def sample_images(meta: ModelMeta, folder: str | os.PathLike, n: int = 5,
                   split: str = "test") -> list[tuple[Path, str]]:
     """`n` images of the model's own data set as files (written as PNGs for in-memory sets such as digits,
-    else the existing files), each with its true class: real inputs for `predict` and the web page."""
+    else the existing files), each with its true class: real inputs for `predict` and the web page.
+    The classes take turns, so ten digits are one of each."""
     from ..data import load_data
 
     if not meta.data:
         raise CnnzooError("the model does not name its training data; pass image files instead")
     source = load_data(meta.data, **meta.split)
     part = source.splits.get(split) or source.splits["train"]
-    idx = [round(i * (len(part) - 1) / max(1, n - 1)) for i in range(min(n, len(part)))]
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(part.labels):
+        by_class.setdefault(label, []).append(i)
+    queues = [by_class[c] for c in sorted(by_class)]
+    idx = [q[k] for k in range(max(map(len, queues))) for q in queues if k < len(q)][:n]
     if part.paths is not None:
         return [(Path(part.paths[i]), source.classes[part.labels[i]]) for i in idx]
     out = Path(folder)

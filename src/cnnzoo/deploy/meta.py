@@ -116,11 +116,60 @@ def read_onnx_meta(path: str | os.PathLike) -> ModelMeta:
     return ModelMeta.from_json(props[META_KEY])
 
 
-def load_source(source: str | os.PathLike) -> Source:
-    """A run folder, a checkpoint, or a `.onnx` file written by `cnnzoo export`."""
+def load_source(source: str | os.PathLike, weights: str | os.PathLike | None = None) -> Source:
+    """A run folder, a checkpoint, a `.onnx` file written by `cnnzoo export`, or a registered model name
+    with `weights` (a torchvision `.pth`, a safetensors file, a URL: see `pretrained_source`)."""
+    from ..models import list_models
+
+    if weights is not None or str(source) in list_models():
+        if weights is None:
+            raise CnnzooError(f"{source} is an architecture, not a trained model; add --weights FILE|URL, "
+                              f"or pass a run folder")
+        return pretrained_source(str(source), weights)
     if is_onnx(source):
         return Source("onnx", read_onnx_meta(source), str(source))
     from ..train.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(source)
     return Source("torch", ModelMeta.from_info(info), info["path"], model.eval())
+
+
+def pretrained_source(name: str, weights: str | os.PathLike) -> Source:
+    """A registered architecture with published or converted weights, deployable without training.
+
+    The class count and input channels are read off the file; 1000 classes are ImageNet's, named as
+    torchvision names them. The input is the card's size with ImageNet normalisation (torchvision's
+    eval preset), unless the file records its own.
+    """
+    from ..models import create_model, get_card
+    from ..weights import file_classes, first_conv, load_pretrained, normalisation_of, read_weights
+
+    card = get_card(name)  # an unknown name fails here, with suggestions
+    w = read_weights(weights)
+    with torch.device("meta"):
+        probe = create_model(name)
+    classes = w.info.get("classes") or _class_names(file_classes(probe, w.state_dict))
+    conv = w.state_dict.get(f"{first_conv(probe)}.weight")
+    in_chans = int(conv.shape[1]) if conv is not None and conv.ndim == 4 else 3
+    model = create_model(name, num_classes=len(classes), in_chans=in_chans)
+    load_pretrained(model, w, log=lambda line: None)  # every tensor fits, or a one-line error names the misfit
+    from ..data import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = normalisation_of(w, in_chans) or (list(IMAGENET_MEAN), list(IMAGENET_STD))
+    if len(mean) != in_chans:
+        raise CnnzooError(f"{w.path} takes {in_chans}-channel input and records no normalisation for it; "
+                          f"train or convert it with cnnzoo so that it does")
+    meta = ModelMeta(model=name, classes=list(classes), in_chans=in_chans,
+                     input_size=int(w.info.get("input_size") or card.input_size), mean=mean, std=std,
+                     crop_pct=float(w.info.get("crop_pct") or 0.875), checkpoint=str(w.path))
+    return Source("torch", meta, str(w.path), model.eval())
+
+
+def _class_names(n: int) -> list[str]:
+    if n == 1000:
+        from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+        return list(_IMAGENET_CATEGORIES)
+    if n == 0:
+        raise CnnzooError("these weights have no classifier (features only); they cannot predict classes")
+    return [f"class{i}" for i in range(n)]

@@ -115,7 +115,7 @@ class Predictor:
         return [[(self.meta.classes[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
 
 
-def predict(source: str | os.PathLike | Predictor, inputs: list[str], *, top_k: int = 5, backend: str = "auto",
+def predict(source: str | os.PathLike | Source | Predictor, inputs: list[str], *, top_k: int = 5, backend: str = "auto",
             batch_size: int = 32) -> PredictReport:
     """Top-k classes of every image in `inputs` (files, folders, globs); unreadable ones in `failures`."""
     start = time.perf_counter()

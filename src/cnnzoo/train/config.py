@@ -34,7 +34,7 @@ class TrainConfig:
     model: str | None = _f(None, "a registered model name (`cnnzoo list`)")
     data: str | None = _f(None, "a folder, a CSV, `digits` or `synthetic[:options]`")
     out: str | None = _f(None, "run folder; default runs/MODEL-DATA (never an existing one)")
-    epochs: int = _f(15, "passes over the training images")
+    epochs: int = _f(20, "passes over the training images")
     batch_size: int = _f(64, "global: split across processes under torchrun")
     opt: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
     lr: float | None = _f(None, "peak learning rate; default 0.05 * batch/64 (sgd), 2e-3 * batch/64 (adamw)")
@@ -49,6 +49,8 @@ class TrainConfig:
     precision: str = _f("auto", "auto, fp32, bf16, fp16 (auto: bf16 where the hardware has it, else fp16 on CUDA)")
     channels_last: str | bool = _f("auto", "auto: on with bf16/fp16 (oneDNN and tensor cores prefer NHWC)")
     device: str = _f("auto", "auto, cpu, cuda")
+    weights: str | None = _f(None, "start from these weights: a file, run folder or URL (a head of another "
+                             "size is re-initialised; see `cnnzoo.weights`)")
     seed: int = _f(0, "seeds the initial weights, the data order and the augmentation")
     workers: int | None = _f(None, "loader processes; default 0 for in-memory data, else min(4, cores)")
     threads: int | None = _f(None, "CPU threads per process; default: cores / local processes")

@@ -27,6 +27,7 @@ import torch
 
 from ..data import load_data
 from ..errors import CnnzooError
+from ..weights import load_pretrained, normalisation_of, read_weights
 from .checkpoint import load_weights, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import FIELDS, RESUMABLE, TrainConfig, _coerce, build_config, read_yaml, save_yaml
 from .distributed import DistEnv, all_sum, barrier, broadcast_buffers, setup, teardown
@@ -123,6 +124,15 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         source = load_data(self.cfg.data, val=self.cfg.val, test=self.cfg.test, split_seed=self.cfg.split_seed)
+        resuming = bool(self.resume) and (Path(self.resume) / "checkpoints" / "last.pt").is_file()
+        self.notes: list[str] = []
+        weights = None
+        if self.cfg.weights and not resuming:  # a resumed run's weights are its checkpoint's
+            weights = read_weights(self.cfg.weights, log=self.notes.append)
+            own = normalisation_of(weights, self.cfg.in_chans or source.in_chans)
+            if own and self.cfg.mean is None and self.cfg.std is None:
+                self.cfg.mean, self.cfg.std = own
+                self.notes.append(f"normalising with the weights' own mean {own[0]} and std {own[1]}")
         cfg = resolve(self.cfg, source, env.device)
         if env.distributed:  # rank 0 chose the run folder
             box = [cfg.out]
@@ -133,8 +143,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model, num_classes=len(source.classes), in_chans=cfg.in_chans)
         self.loaders = build_loaders(cfg, source, env)
+        if weights is not None:
+            load_pretrained(model, weights, log=self.notes.append)
         self.ckpt = None
-        if self.resume and (Path(self.resume) / "checkpoints" / "last.pt").is_file():
+        if resuming:
             self.ckpt = read_checkpoint(self.resume, "last")
             if self.ckpt["classes"] != source.classes:
                 raise CnnzooError(f"the data's classes no longer match the run's ({self.ckpt['path']}); "
@@ -190,6 +202,8 @@ class Trainer:
         self.log(f"{cfg.model} ({params / 1e6:.2f} M parameters) on {cfg.data} ({len(self.source.classes)} classes; "
                  f"{sizes}) at {cfg.input_size} px, {env.device}, {cfg.precision}"
                  f"{', channels_last' if cfg.channels_last else ''}, {env.world_size} process(es){threads} -> {run}")
+        for note in self.notes:
+            self.log(note)
         if self.start_epoch:
             done = " (the run was already complete)" if self.start_epoch >= cfg.epochs else ""
             self.log(f"resuming after epoch {self.start_epoch} (step {self.step}) from {self.ckpt['path']}{done}")

@@ -45,7 +45,7 @@ from ..train.metrics import MetricsLog, topk_correct
 from ..train.optim import Schedule
 from ..train.prepare import build_loaders, default_out, default_threads, resolve
 from ..train.runlog import RunLog
-from ..weights import Weights, head_modules, load_pretrained, read_weights
+from ..weights import Weights, head_modules, load_pretrained, normalisation_of, read_weights
 from .data import select
 from .layers import PRE_LOGITS, extract, resolve_layer
 
@@ -75,8 +75,9 @@ def transfer(mode: str, *, weights: str | None = None, classes: str | None = Non
     lr, seed, out, ...). Returns the summary also written to `results.json`."""
     if mode not in MODES:
         raise CnnzooError(f"transfer mode must be one of {', '.join(MODES)}, got {mode!r}")
-    s = TransferSettings(mode, weights, classes, shots, layer, C, backbone_lr, head_epochs, freeze_bn)
     cfg = build_config(config_file, **overrides)
+    cfg.weights = weights or cfg.weights  # the argument, else the config's `weights`
+    s = TransferSettings(mode, cfg.weights, classes, shots, layer, C, backbone_lr, head_epochs, freeze_bn)
     if not cfg.model or not cfg.data:
         raise CnnzooError("--model and --data are required")
     if mode == "finetune" and not 0 <= head_epochs < cfg.epochs:
@@ -101,8 +102,8 @@ class _Run:
         source = select(full, s.classes, s.shots, seed=cfg.seed)
         w: Weights | None = read_weights(s.weights, log=self.notes.append) if s.weights else None
         chans = cfg.in_chans or source.in_chans
-        if w is not None and cfg.mean is None and cfg.std is None and len(w.info.get("mean") or ()) == chans:
-            cfg.mean, cfg.std = list(w.info["mean"]), list(w.info["std"])  # the inputs the network was trained on
+        if w is not None and cfg.mean is None and cfg.std is None and normalisation_of(w, chans):
+            cfg.mean, cfg.std = normalisation_of(w, chans)
             self.notes.append(f"normalising with the weights' own mean {cfg.mean} and std {cfg.std}")
         cfg.out = cfg.out or default_out(f"{cfg.model}-{s.mode}", source.name)
         self.cfg = cfg = resolve(cfg, source, env.device)
