@@ -54,7 +54,7 @@ def test_channel_shuffle_exports():
 
 def test_channel_shuffle_exports_to_onnx(tmp_path):
     pytest.importorskip("onnxscript")
-    torch.onnx.export(ChannelShuffle(2), (torch.randn(1, 6, 4, 4),), str(tmp_path / "shuffle.onnx"), dynamo=True)
+    torch.onnx.export(ChannelShuffle(2).eval(), (torch.randn(1, 6, 4, 4),), str(tmp_path / "shuffle.onnx"), dynamo=True)
     assert (tmp_path / "shuffle.onnx").stat().st_size > 0
 
 

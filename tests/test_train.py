@@ -227,7 +227,7 @@ def test_resolve_fills_in_the_data_sets_and_devices_defaults():
     digits = load_data("digits")
     cfg = resolve(build_config(model="resnet18", data="digits", batch_size=128), digits, torch.device("cpu"))
     assert (cfg.in_chans, cfg.input_size, cfg.hflip, cfg.crop_pct, cfg.normalize) == (1, 32, False, 1.0, "dataset")
-    assert cfg.lr == pytest.approx(0.1) and cfg.weight_decay == 5e-4 and cfg.warmup_epochs == 3.75  # 0.05 per 64
+    assert cfg.lr == pytest.approx(0.1) and cfg.weight_decay == 5e-4 and cfg.warmup_epochs == 5.0  # 0.05 per 64; a quarter of 20 epochs
     assert cfg.mean == pytest.approx([digits.splits["train"].images.mean().item()], abs=1e-3)
     assert cfg.channels_last == (cfg.precision == "bf16") and cfg.out.startswith("runs/resnet18-digits")
     assert resolve(build_config(model="alexnet", data="digits"), digits, torch.device("cpu")).input_size == 63
