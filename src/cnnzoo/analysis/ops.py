@@ -14,10 +14,12 @@ Everything else (norm, act, add, mul, concat, flatten, shuffle) is 0 in the lect
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
+
+from .fastmeta import TENSORS
 
 aten = torch.ops.aten
 
@@ -122,7 +124,7 @@ def op_kind(func: Any, ins: list[torch.Tensor], out: torch.Tensor | None, args: 
     if name == "clone":  # (N, g, C/g, H, W) transposed, then materialised: a channel shuffle
         return "shuffle" if ins and ins[0].dim() == 5 and not ins[0].is_contiguous() else None
     if name in _ADD_NAMES or name in _MUL_NAMES:
-        if not (isinstance(args[0], torch.Tensor) and len(args) > 1 and isinstance(args[1], torch.Tensor)):
+        if not (isinstance(args[0], TENSORS) and len(args) > 1 and isinstance(args[1], TENSORS)):
             return "other"
         return "add" if name in _ADD_NAMES else "mul"
     return "flatten" if out is not None and ins and _is_flatten(ins[0], out) else None
@@ -131,7 +133,7 @@ def op_kind(func: Any, ins: list[torch.Tensor], out: torch.Tensor | None, args: 
 def _spatial_mean(args: tuple) -> bool:
     """`x.mean((2, 3))`: a mean over every dimension after the channels is global average pooling."""
     x, dims = args[0], args[1] if len(args) > 1 else None
-    if not isinstance(x, torch.Tensor) or x.dim() < 3 or not dims:
+    if not isinstance(x, TENSORS) or x.dim() < 3 or not dims:
         return False
     return sorted(d % x.dim() for d in dims) == list(range(2, x.dim()))
 
@@ -143,7 +145,8 @@ def _is_flatten(x: torch.Tensor, out: torch.Tensor) -> bool:
 def _pair(v: Any, n: int) -> tuple[int, ...]:
     if isinstance(v, int):
         return (v,) * n
-    v = tuple(int(a) for a in v)
+    if type(v) is not tuple or not v or type(v[0]) is not int:  # a module's attributes are int tuples already
+        v = tuple(map(int, v))
     return v * n if len(v) == 1 else v
 
 
@@ -152,20 +155,24 @@ def adaptive_windows(size: int, out: int) -> list[int]:
     return [-(-(i + 1) * size // out) - (i * size // out) for i in range(out)]
 
 
-class Geometry(dict):
-    """kernel, stride, pad, dilation (tuples over the spatial axes), filters and groups of one conv or pool."""
+class Geometry(TypedDict, total=False):
+    """kernel, stride, pad, dilation (tuples over the spatial axes), filters and groups of one conv or pool.
+
+    (A TypedDict: built as a dict literal, the quickest object Python makes.)"""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+    filters: int
+    groups: int
+    transposed: bool
 
 
 def geometry(func: Any, args: tuple, ins: list[torch.Tensor], out: torch.Tensor) -> Geometry | None:
     """Kernel, stride and padding, read from the operator's own arguments (so functional calls have them too)."""
     if func in _CONV:
-        x, w = args[0], args[1]
-        n = w.dim() - 2
-        transposed = bool(args[6]) if len(args) > 6 else False
-        groups = int(args[8]) if len(args) > 8 else 1
-        filters = w.shape[1] * groups if transposed else w.shape[0]
-        return Geometry(kernel=tuple(w.shape[2:]), stride=_pair(args[3], n), pad=_pair(args[4], n),
-                        dilation=_pair(args[5], n), filters=int(filters), groups=groups, transposed=transposed)
+        return conv_geometry(args)
     if func in _POOL:
         n = ins[0].dim() - 2
         kernel = _pair(args[1], n)
@@ -173,15 +180,32 @@ def geometry(func: Any, args: tuple, ins: list[torch.Tensor], out: torch.Tensor)
         pad = _pair(args[3], n) if len(args) > 3 else (0,) * n
         dilation = _pair(args[4], n) if func in (aten.max_pool2d_with_indices.default, aten.max_pool2d.default,
                                                   aten.max_pool3d_with_indices.default) and len(args) > 4 else (1,) * n
-        return Geometry(kernel=kernel, stride=stride, pad=pad, dilation=dilation)
+        return {"kernel": kernel, "stride": stride, "pad": pad, "dilation": dilation}
     if func in _ADAPTIVE or op_name(func) == "mean":
         x = ins[0]
         sizes, outs = tuple(x.shape[2:]), tuple(out.shape[2:]) if out.dim() == x.dim() else (1,) * (x.dim() - 2)
         kernel = tuple(max(adaptive_windows(s, o)) for s, o in zip(sizes, outs))
         # The lecture (after the paper) writes global pooling as "7x7, stride 1"; one window has no stride.
         stride = tuple(1 if o == 1 else s // o for s, o in zip(sizes, outs))
-        return Geometry(kernel=kernel, stride=stride, pad=(0,) * len(sizes), dilation=(1,) * len(sizes))
+        return {"kernel": kernel, "stride": stride, "pad": (0,) * len(sizes), "dilation": (1,) * len(sizes)}
     return None
+
+
+def conv_geometry(args: tuple) -> Geometry:
+    """`geometry` of aten.convolution(x, w, bias, stride, pad, dilation, transposed, output_pad, groups)."""
+    w = args[1]
+    n = w.dim() - 2
+    transposed = bool(args[6]) if len(args) > 6 else False
+    groups = int(args[8]) if len(args) > 8 else 1
+    filters = w.shape[1] * groups if transposed else w.shape[0]
+    return {"kernel": tuple(w.shape[2:]), "stride": _pair(args[3], n), "pad": _pair(args[4], n),
+            "dilation": _pair(args[5], n), "filters": int(filters), "groups": groups, "transposed": transposed}
+
+
+def conv_macs(args: tuple, out: torch.Tensor) -> int:
+    """`macs` of aten.convolution (its arguments as `conv_geometry`'s)."""
+    transposed = bool(args[6]) if len(args) > 6 else False
+    return (args[0].numel() if transposed else out.numel()) * math.prod(args[1].shape[1:])
 
 
 def macs(func: Any, args: tuple, ins: list[torch.Tensor], out: torch.Tensor) -> int:
@@ -191,9 +215,7 @@ def macs(func: Any, args: tuple, ins: list[torch.Tensor], out: torch.Tensor) -> 
     to (Cout/groups)*K*K outputs. mm: M*K*N; bmm: B*M*K*N.
     """
     if func in _CONV:
-        w = args[1]
-        transposed = bool(args[6]) if len(args) > 6 else False
-        return (args[0].numel() if transposed else out.numel()) * math.prod(w.shape[1:])
+        return conv_macs(args, out)
     if func in (aten.mm.default, aten.addmm.default):
         a, b = (args[0], args[1]) if func is aten.mm.default else (args[1], args[2])
         return a.shape[0] * a.shape[1] * b.shape[1]
@@ -226,14 +248,17 @@ def propagate_rf(func: Any, kind: str | None, geo: Geometry | None, ins_rf: list
     """
     if not ins_rf:
         return None
-    rf = tuple(max(v) for v in zip(*(r[0] for r in ins_rf)))
-    jump = tuple(max(v) for v in zip(*(r[1] for r in ins_rf)))
+    if len(ins_rf) == 1:
+        rf, jump = ins_rf[0]
+    else:
+        rf, jump = tuple(map(max, *(r[0] for r in ins_rf))), tuple(map(max, *(r[1] for r in ins_rf)))
     if geo is not None and len(geo["kernel"]) == len(rf):
+        kernel, dilation, stride = geo["kernel"], geo["dilation"], geo["stride"]
         if geo.get("transposed"):
-            jump = tuple(j / s for j, s in zip(jump, geo["stride"]))
-            return tuple(r + (k - 1) * d * j for r, k, d, j in zip(rf, geo["kernel"], geo["dilation"], jump)), jump
-        rf = tuple(r + (k - 1) * d * j for r, k, d, j in zip(rf, geo["kernel"], geo["dilation"], jump))
-        return rf, tuple(j * s for j, s in zip(jump, geo["stride"]))
+            jump = tuple([j / s for j, s in zip(jump, stride)])
+            return tuple([r + (k - 1) * d * j for r, k, d, j in zip(rf, kernel, dilation, jump)]), jump
+        rf = tuple([r + (k - 1) * d * j for r, k, d, j in zip(rf, kernel, dilation, jump)])
+        return rf, tuple([j * s for j, s in zip(jump, stride)])
     if kind == "flatten" and x is not None and x.dim() - 2 == len(rf):
         sizes = tuple(x.shape[2:])
         return tuple(r + (s - 1) * j for r, s, j in zip(rf, sizes, jump)), tuple(j * s for j, s in zip(jump, sizes))

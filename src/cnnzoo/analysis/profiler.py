@@ -1,10 +1,20 @@
 """The lecture's per-layer table, computed for any model on the meta device.
 
-`profile("alexnet", 227)` builds the model on the meta device (shapes, no storage), runs one forward pass on a
-meta tensor, and records every ATen operator it dispatches, attributed to the innermost module that ran it.
+`profile("alexnet", 227)` builds the model on the meta device (shapes, no storage), runs one forward pass on
+shapes alone, and records every ATen operator it makes, attributed to the innermost module that ran it.
 Nothing is allocated, so the cost is the same at 224 or 4096 pixels and at batch 1 or 1024. A model passed in
-is copied to the meta device first (its parameters are never read and it is never modified: no hooks, no
-buffers are left behind on it).
+is copied structurally first (its parameters are never read and it is never modified: no hooks, no buffers are
+left behind on it); every module of the copy gets a forward that reports its calls (`_instrument`).
+
+Two engines run that forward pass and book the same ATen calls with the same `_Recorder.record`:
+- "meta": a meta tensor goes through the real model, and a TorchDispatchMode sees each ATen call. Exact by
+  construction, but each call costs PyTorch's dispatch into Python and a meta tensor (20-40 us), which on a
+  network of many cheap operators is a good part of what a real forward pass costs.
+- "fast" (`fastpath.py`): the input, parameters and buffers are `fastmeta.Shape`s, plain Python objects that
+  PyTorch hands to the profiler before dispatching anything; the calls CNNs are made of are lowered to the ATen
+  calls the meta engine would have seen and answered by shape rules, known leaf modules without running their
+  forward, and anything else goes to the meta engine, call by call. The tests hold it to the meta engine's rows
+  for every registered model. `profile` uses it, and the meta engine for a model it cannot follow.
 
 One row per operation the lecture would list: a leaf module (conv, pool, fc, norm, act, flatten, shuffle) is
 one row whatever ATen ops it runs inside, and the functional operations that module hooks cannot see (the
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import itertools
 from typing import Any, Iterable
 
@@ -35,7 +46,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..errors import CnnzooError
-from . import fastmeta, ops
+from . import fastmeta, fastpath, ops
+from .fastmeta import TENSORS, Shape
 from .meta import meta_model, run_meta
 
 
@@ -201,38 +213,53 @@ class _Frame:
         self.geo: ops.Geometry | None = None
 
 
-_Tensor = torch.Tensor
+# Argument types that never hold a tensor.
+_PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout})
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
     """The tensors of an argument tuple, a list argument (torch.cat's) or an output, in order."""
-    if isinstance(tree, _Tensor):
+    if isinstance(tree, TENSORS):
         return [tree]
     out: list[torch.Tensor] = []
     for a in tree.values() if isinstance(tree, dict) else tree:
-        if isinstance(a, _Tensor):
+        kind = type(a)
+        if kind is Shape or kind not in _PLAIN and isinstance(a, torch.Tensor):
             out.append(a)
-        elif isinstance(a, (list, tuple)):
-            out += [t for t in a if isinstance(t, _Tensor)]
-        elif a is not None and not isinstance(a, (int, float, bool, str, torch.dtype, torch.device)):
-            out += [t for t in tree_flatten(a)[0] if isinstance(t, _Tensor)]
+        elif kind is list or kind is tuple:
+            if not _PLAIN.issuperset(map(type, a)):  # not a list of ints (a stride)
+                out += [t for t in a if isinstance(t, TENSORS)]
+        elif kind not in _PLAIN:
+            out += [t for t in tree_flatten(a)[0] if isinstance(t, TENSORS)]
     return out
 
 
 def _shape(t: torch.Tensor | None) -> tuple[int, ...]:
-    return () if t is None else tuple(t.shape[1:]) if t.dim() > 1 else tuple(t.shape)
+    if t is None:
+        return ()
+    shape = t.shape
+    return tuple(shape[1:]) if len(shape) > 1 else tuple(shape)
 
 
 def _reuses(out: torch.Tensor, x: torch.Tensor | None) -> bool:
-    """Whether `out` is `x` (an in-place op) or a view of the same tensor (flatten): no new storage."""
+    """Whether `out` is `x` (an in-place op) or a view of the same tensor (flatten): no new storage.
+
+    Only a module's output is tested so: a functional view's row is booked inside the dispatch, where its output
+    is not a view yet (autograd's view tracking marks it on the way out), so it counts as allocating (a
+    functional flatten's few KB). Both engines book it so."""
     if x is None:
         return False
     base = out._base if out._base is not None else out
     return base is x or base is x._base
 
 
+_NO_GEOMETRY: ops.Geometry = {}
+
+
 class _Recorder(TorchDispatchMode):
-    """Sees every ATen call of the forward pass; module hooks tell it which module is running."""
+    """Books every ATen call of the forward pass (`record`); the module wrappers tell it which module is running.
+
+    As a dispatch mode it is the meta engine: it sees the ATen calls of a forward pass on meta tensors."""
 
     def __init__(self, params: dict[int, int]) -> None:
         super().__init__()
@@ -244,16 +271,16 @@ class _Recorder(TorchDispatchMode):
         self.stack: list[_Frame] = []
         self.collapse: _Frame | None = None  # the known leaf module whose ops all go into one row
         self.rows: list[Row] = []
-        self.names: collections.Counter[str] = collections.Counter()
+        self.names: dict[str, int] = {}  # row name -> rows of that name so far
         self.other: collections.Counter[str] = collections.Counter()
         self.pending = 0  # parameters used by ops that make no row, credited to the next row
         self.matmul_macs = 0
 
     def unique(self, name: str) -> str:
-        self.names[name] += 1
-        return name if self.names[name] == 1 else f"{name}#{self.names[name]}"
+        n = self.names[name] = self.names.get(name, 0) + 1
+        return name if n == 1 else f"{name}#{n}"
 
-    # --- module hooks --------------------------------------------------------------------------------------
+    # --- module calls (see _instrument) ---------------------------------------------------------------------
     def pre(self, path: str, module: nn.Module, args: tuple) -> None:
         kind = None if self.collapse is not None else ops.module_kind(module)
         frame = _Frame(path, kind)
@@ -272,45 +299,77 @@ class _Recorder(TorchDispatchMode):
         if frame.kind == "skip" or not outs:
             self.pending += frame.params
             return
-        out, geo = outs[0], frame.geo or {}
-        rf = self.rf.get(id(out))
-        filters = geo.get("filters") if frame.kind == "conv" else out.shape[-1] if frame.kind == "fc" else None
-        self.rows.append(Row(
-            name=self.unique(frame.path or type(module).__name__.lower()), type=frame.kind,
-            op=type(module).__name__, module=frame.path, input=_shape(frame.input), output=_shape(out),
-            memory_bytes=out.numel() * out.element_size(), params=frame.params + self._take_pending(),
-            flops=frame.macs + frame.pool, filters=filters, kernel=geo.get("kernel"), stride=geo.get("stride"),
-            pad=geo.get("pad"), groups=geo.get("groups"), receptive_field=rf and rf[0], jump=rf and rf[1],
-            allocates=not _reuses(out, frame.input)))
+        self._leaf_row(frame.path, module, frame.kind, frame.input, outs[0], frame.params, frame.macs + frame.pool,
+                       frame.geo, self.rf.get(id(outs[0])))
 
-    def _take_pending(self) -> int:
-        p, self.pending = self.pending, 0
-        return p
+    def leaf(self, path: str, module: nn.Module, kind: str, x: Any, out: Any, params: int, macs: int = 0,
+             pool: int = 0, geo: ops.Geometry | None = None, info: tuple | None = None) -> Any:
+        """Book a leaf module's call that the fast engine answered without running it, as `post` books the others.
+
+        `params`: those it uses first (`use`); `macs`: of its conv or matrix product; `pool`: its pooling count;
+        `info`: the output's receptive field and jump. Returns `out`."""
+        self.rf[id(out)] = info
+        self.keep.append(out)
+        self.matmul_macs += macs
+        op = type(module).__name__
+        self._add_row(path or op.lower(), kind, op, path, x, out, params, macs + pool, geo, info, not _reuses(out, x))
+        return out
+
+    def _leaf_row(self, path: str, module: nn.Module, kind: str, x: Any, out: Any, params: int, flops: int,
+                  geo: ops.Geometry | None, rf: tuple | None) -> None:
+        op = type(module).__name__
+        self._add_row(path or op.lower(), kind, op, path, x, out, params, flops, geo, rf, not _reuses(out, x))
+
+    def _add_row(self, name: str, kind: str, op: str, path: str, x: Any, out: Any, params: int, flops: int,
+                 geo: ops.Geometry | None, rf: tuple | None, allocates: bool) -> None:
+        """Append a row; the parameters used by calls that made none so far are its own."""
+        geo = geo or _NO_GEOMETRY
+        shape = _shape(x)
+        params, self.pending = params + self.pending, 0
+        # Row's fields in their order: by position a Row costs a third of what it costs by keyword.
+        self.rows.append(Row(
+            self.unique(name), kind, op, path, shape, shape if x is not None and out.shape is x.shape else _shape(out),
+            out.numel() * out.element_size(), params, flops,
+            geo.get("filters") if kind == "conv" else out.shape[-1] if kind == "fc" else None,
+            geo.get("kernel"), geo.get("stride"), geo.get("pad"), geo.get("groups"), rf and rf[0], rf and rf[1],
+            allocates))
+
+    def use(self, t: Any) -> int:
+        """The size of `t` if it is a parameter that the forward pass uses here for the first time, else 0."""
+        i = id(t)
+        if i in self.params and i not in self.used:
+            self.used.add(i)
+            return self.params[i]
+        return 0
 
     # --- ATen calls ----------------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        result = fastmeta.run(func, args, kwargs or {})
+        kwargs = kwargs or {}
+        result = fastmeta.run(func, args, kwargs)
+        self.record(func, args, kwargs, result)
+        return result
+
+    def record(self, func: Any, args: tuple, kwargs: dict, result: Any) -> None:
+        """Book one ATen call and its result (meta tensors or Shapes): a row, or its share of the running leaf's."""
         ins = _tensors(args)
         if kwargs:
             ins += _tensors(kwargs)
-        outs = _tensors(result) if not isinstance(result, _Tensor) else [result]
+        outs = _tensors(result) if not isinstance(result, TENSORS) else [result]
         out = outs[0] if outs else None
         new_params = 0
         rf, params = self.rf, self.params
         acts = []
         for t in ins:
-            i = id(t)
-            if i in rf:
+            if id(t) in rf:
                 acts.append(t)
-            elif i in params and i not in self.used:
-                self.used.add(i)
-                new_params += params[i]
+            else:
+                new_params += self.use(t)
         if not acts:  # bookkeeping on weights or buffers: remember weight-derived tensors for the fc test below
             if any(id(t) in params or id(t) in self.derived for t in ins):
                 self.derived.update(id(t) for t in outs)
                 self.keep += outs
             self._credit(new_params)
-            return result
+            return
         x = acts[0]
         kind = ops.op_kind(func, ins, out, args) if out is not None else None
         geo = ops.geometry(func, args, ins, out) if kind == "conv" or kind == "pool" else None
@@ -334,12 +393,11 @@ class _Recorder(TorchDispatchMode):
                 frame.pool += ops.pool_ops(func, args, ins, out)
             if frame.geo is None and geo is not None:
                 frame.geo = geo
-            return result
+            return
         if kind is None:
             self._credit(new_params)
-            return result
+            return
         self._row(func, kind, geo, info, x, out, acts, ins, args, new_params, macs)
-        return result
 
     def _row(self, func, kind, geo, info, x, out, acts, ins, args, new_params, macs) -> None:
         """A row for an ATen call outside any leaf module: a functional add, cat, relu, mean, flatten..."""
@@ -349,16 +407,9 @@ class _Recorder(TorchDispatchMode):
         if kind == "other":
             self.other[func._overloadpacket.__name__] += 1
         path = self.stack[-1].path if self.stack else ""
-        geo = geo or {}
-        filters = geo.get("filters") if kind == "conv" else out.shape[-1] if kind == "fc" else None
         suffix = _suffix(func, kind)
-        self.rows.append(Row(
-            name=self.unique(f"{path}.{suffix}" if path else suffix), type=kind,
-            op=func._overloadpacket.__name__, module=path, input=_shape(x), output=_shape(out),
-            memory_bytes=out.numel() * out.element_size(), params=new_params + self._take_pending(), flops=flops,
-            filters=filters, kernel=geo.get("kernel"), stride=geo.get("stride"), pad=geo.get("pad"),
-            groups=geo.get("groups"), receptive_field=info and info[0], jump=info and info[1],
-            allocates=not any(_reuses(out, t) for t in acts)))
+        self._add_row(f"{path}.{suffix}" if path else suffix, kind, func._overloadpacket.__name__, path, x, out,
+                      new_params, flops, geo, info, not any(out is t for t in acts))  # in place; see _reuses
 
     def _credit(self, params: int) -> None:
         if self.collapse is not None:
@@ -376,68 +427,161 @@ def _suffix(func: Any, kind: str) -> str:
     return name
 
 
+ENGINES = ("auto", "fast", "meta")
+
+
 def profile(model: str | nn.Module, input_size: Any = None, batch_size: int = 1,
-            dtype: torch.dtype = torch.float32, **model_kwargs) -> Profile:
+            dtype: torch.dtype = torch.float32, engine: str = "auto", **model_kwargs) -> Profile:
     """The lecture's per-layer table of `model` (a registered name or any nn.Module) at `input_size`.
 
     `input_size`: 227, (227, 199) or (3, 227, 227); by default the model card's size (AlexNet's 227, else 224).
     Computed on the meta device in eval mode: no weight and no activation is allocated, whatever the size.
+    `engine`: "fast" or "meta" (see the module's docstring; both give the same rows); "auto" is the fast one,
+    and the meta one for a model whose forward the fast one cannot follow (its errors are the ones raised).
     """
-    net, label, size, min_side = meta_model(model, input_size, dtype, **model_kwargs)
-    named = dict(net.named_modules())
-    for m in named.values():  # net.eval(), without Module.__setattr__'s checks on every module
-        m.__dict__["training"] = False
-    paths = {id(m): p for p, m in named.items()}
-    params = {id(t): t.numel() for m in named.values() for t in m._parameters.values() if t is not None}
-    rec = _Recorder(params)
-
-    def pre(module: nn.Module, args: tuple) -> None:
-        path = paths.get(id(module))
-        if path is not None:
-            rec.pre(path, module, args)
-
-    def post(module: nn.Module, args: tuple, output: Any) -> None:
-        if id(module) in paths:
-            rec.post(module, output)
-
-    # Global hooks, gone when this returns: neither the copy nor the caller's model ever holds one.
-    handles = [nn.modules.module.register_module_forward_pre_hook(pre),
-               nn.modules.module.register_module_forward_hook(post)]
-
-    def register_input(x: torch.Tensor) -> None:  # the image: receptive field 1 pixel, jump 1 pixel
-        rec.rf[id(x)] = ((1,) * (x.dim() - 2), (1,) * (x.dim() - 2))
-        rec.keep.append(x)
-
+    if engine not in ENGINES:
+        raise CnnzooError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    # A profile makes thousands of small objects, so the cyclic collector would run its passes over the whole
+    # heap (the caller's model included) during it: about a tenth of the fast engine's time. It leaves no cycle
+    # behind (_profile breaks the copy's), so pausing the collector defers no garbage.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        with torch.no_grad():
-            run_meta(net, label, size, batch_size, dtype, min_side, mode=rec, prepare=register_input)
+        if engine == "auto":
+            try:
+                return _profile(model, input_size, batch_size, dtype, True, model_kwargs)
+            except Exception:  # noqa: BLE001 - whatever failed, the meta engine gives the answer or the right error
+                engine = "meta"
+        return _profile(model, input_size, batch_size, dtype, engine == "fast", model_kwargs)
     finally:
-        for h in handles:
-            h.remove()
-    unused: dict[str, torch.Tensor] = {}
+        if collecting:
+            gc.enable()
+
+
+def _profile(model: str | nn.Module, input_size: Any, batch_size: int, dtype: torch.dtype, fast: bool,
+             model_kwargs: dict) -> Profile:
+    rec = _Recorder({})
+    engine = fastpath.Engine(rec) if fast else None
+    named: dict[str, nn.Module] = {}
+    copies: list[nn.Module] = []
+    try:
+        net, label, size, min_side = meta_model(
+            model, input_size, dtype, make=fastpath.shape_of if engine else None,
+            visit=_instrument(rec, named, copies, engine), defer=engine.defer if engine else None,
+            twins=engine.twins if engine else None, **model_kwargs)
+
+        def register_input(x: Any) -> None:  # the image: receptive field 1 pixel, jump 1 pixel
+            rec.rf[id(x)] = ((1,) * (x.dim() - 2), (1,) * (x.dim() - 2))
+            rec.keep.append(x)
+
+        with torch.no_grad():
+            run_meta(net, label, size, batch_size, dtype, min_side, mode=engine.running() if engine else rec,
+                     prepare=register_input, new_input=fastmeta.Shape if engine else None)
+        twins = engine.twins if engine else {}
+        unused = _unused(named, rec, twins)
+        rows = rec.rows
+        return Profile(
+            model=label, input=size, batch_size=batch_size, dtype=dtype, rows=rec.rows,
+            unused_params=sum(p.numel() for p in unused.values()),
+            unused_modules=_covering_modules(named, unused, rec.used, twins), other_ops=dict(rec.other),
+            matmul_macs=rec.matmul_macs,
+            modules={p: type(m).__name__ for p, m in named.items()},
+            conv_fc_macs=sum(r.flops for r in rows if r.type in ("conv", "fc", "matmul")),
+            lecture_memory_bytes=sum(r.memory_bytes for r in rows if r.type in ("conv", "fc")),
+            allocated_bytes=sum(r.memory_bytes for r in rows if r.allocates))
+    finally:
+        for m in copies:  # a copy, its reporting forward and its Deferred children refer to each other: free them
+            d = m.__dict__
+            d.pop("forward", None)
+            if type(d["_modules"]) is not dict:
+                d["_modules"] = dict(dict.items(d["_modules"]))
+
+
+_SEQUENTIAL = nn.Sequential.forward
+
+
+def _instrument(rec: _Recorder, named: dict[str, nn.Module], copies: list[nn.Module], engine: Any = None) -> Any:
+    """The `visit` for the model's copy (`meta.meta_copy`): collects its modules in `named` (`copies`: those that
+    are copies) and its parameters in `rec.params`, sets eval mode, and gives each copy a forward that reports its
+    calls to `rec`.
+
+    `Module.__call__` runs `self.forward`, which an instance attribute overrides: so the copy needs no hook (a
+    global hook would also send every module of the process down `__call__`'s slow path while it is set), and
+    the caller's model is never touched. With the fast `engine`, a known leaf module's calls are answered
+    without running its forward (`fastpath.Engine.answer`), and a Sequential's known leaves are not even copied
+    (`fastpath.Engine.sequence`). Attributes are set past `Module.__setattr__`, whose checks would cost more than
+    the rest of the copy."""
+    params = rec.params
+
+    def visit(path: str, m: nn.Module, stand_ins: dict[str, Any], deferred: bool) -> None:
+        named[path] = m
+        for t in stand_ins.values():
+            if t is not None:
+                params[id(t)] = t.numel()
+        if deferred:  # an original, left in a Sequential's copy, whose forward books it (under this path)
+            engine.paths[id(m)] = path
+            return
+        copies.append(m)
+        d = m.__dict__
+        d["training"] = False
+        if type(m).forward is not _SEQUENTIAL or "forward" in d:
+            d["forward"] = _reporting(rec, path, m, m.forward, engine, engine.leaf(m) if engine is not None else None)
+        elif engine is not None:  # (the meta engine needs no frame for a Sequential: it would show nowhere)
+            d["forward"] = engine.sequence(m)
+
+    return visit
+
+
+def _reporting(rec: _Recorder, path: str, module: nn.Module, forward: Any, engine: Any, book: Any) -> Any:
+    def reporting_forward(*args, **kwargs):
+        if book is not None:
+            out = engine.answer(book, path, module, args, kwargs)
+            if out is not NotImplemented:  # else: not for these arguments
+                return out
+        rec.pre(path, module, args)
+        out = forward(*args, **kwargs)
+        rec.post(module, out)
+        return out
+
+    return reporting_forward
+
+
+def _unused(named: dict[str, nn.Module], rec: _Recorder, twins: dict[int, Any]) -> dict[str, Any]:
+    """The parameters the forward pass never used, by name (a shared one once, under its first name).
+
+    `twins`: id(parameter) -> its stand-in, for the modules that stayed the originals (`meta_copy`'s `defer`)."""
+    if len(rec.used) == len(rec.params):  # all of them: the usual case, known without a walk
+        return {}
+    unused: dict[str, Any] = {}
     for p, m in named.items():
         for n, t in m._parameters.items():
+            t = twins.get(id(t), t)
             if t is not None and id(t) not in rec.used and all(t is not u for u in unused.values()):
                 unused[f"{p}.{n}" if p else n] = t
-    rows = rec.rows
-    return Profile(
-        model=label, input=size, batch_size=batch_size, dtype=dtype, rows=rec.rows,
-        unused_params=sum(p.numel() for p in unused.values()), unused_modules=_covering_modules(net, unused),
-        other_ops=dict(rec.other), matmul_macs=rec.matmul_macs,
-        modules={p: type(m).__name__ for p, m in named.items()},
-        conv_fc_macs=sum(r.flops for r in rows if r.type in ("conv", "fc", "matmul")),
-        lecture_memory_bytes=sum(r.memory_bytes for r in rows if r.type in ("conv", "fc")),
-        allocated_bytes=sum(r.memory_bytes for r in rows if r.allocates))
+    return unused
 
 
-def _covering_modules(net: nn.Module, unused: dict[str, nn.Parameter]) -> tuple[str, ...]:
+def _covering_modules(named: dict[str, nn.Module], unused: dict[str, Any], used: set[int],
+                      twins: dict[int, Any]) -> tuple[str, ...]:
     """The fewest module paths whose parameters are all unused and cover every unused parameter."""
     if not unused:
         return ()
+    clean: dict[int, bool] = {}
     covered: list[str] = []
-    for path, m in net.named_modules():
+    for path, m in named.items():
+        if not _clean(m, used, clean, twins):  # the quick test first: none of its parameters is used
+            continue
         names = [f"{path}.{n}" if path else n for n, _ in m.named_parameters()]
         if names and all(n in unused for n in names) and not any(path.startswith(c + ".") for c in covered):
             covered.append(path)
     rest = [n for n in unused if not any(n.startswith(c + ".") for c in covered)]
     return tuple(covered + rest)
+
+
+def _clean(m: nn.Module, used: set[int], memo: dict[int, bool], twins: dict[int, Any]) -> bool:
+    """Whether no parameter of `m` or its submodules is in `used` (a walk that copies no deferred submodule)."""
+    c = memo.get(id(m))
+    if c is None:
+        c = memo[id(m)] = (all(t is None or id(twins.get(id(t), t)) not in used for t in m._parameters.values())
+                           and all(s is None or _clean(s, used, memo, twins) for s in dict.values(m._modules)))
+    return c
