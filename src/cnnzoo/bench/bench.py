@@ -140,7 +140,6 @@ class BenchResult:
     def figure(self, impl: str = "cnnzoo"):
         """The roofline: achieved GFLOP/s against FLOPs per byte (inference rows), under min(peak, I x bandwidth)."""
         import matplotlib
-        import matplotlib.ticker
 
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
@@ -161,11 +160,8 @@ class BenchResult:
                             textcoords="offset points", fontsize=7)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 20, not 2x10^1
-        some = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else "")
         for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(plain)
-            axis.set_minor_formatter(some)
+            plain_log_labels(axis)
         ax.set_xlabel("arithmetic intensity, FLOPs per byte (weights + activations written and read)")
         ax.set_ylabel("achieved GFLOP/s (conv + fc)")
         ax.set_title(f"Roofline, {impl} models on {d.where}", fontsize=10)
@@ -173,6 +169,14 @@ class BenchResult:
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         return fig
+
+
+def plain_log_labels(axis) -> None:
+    """Label a log axis 10, 20, 50, 100, not 10^1 and 2x10^1: decades as numbers, and the 2s and 5s between."""
+    import matplotlib.ticker
+
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
 
 
 # --- one step and its work ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import CnnzooError
-from .bench import BenchResult, bench
+from .bench import BenchResult, bench, plain_log_labels
 from .device import DeviceInfo, device_info
 
 TOUR_MODELS = ("alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "densenet121", "mobilenet_v2",
@@ -90,7 +90,6 @@ class Recommendation:
     def figure(self):
         """Published top-1 against measured latency (log scale): the front as a staircase, the choice starred."""
         import matplotlib
-        import matplotlib.ticker
 
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
@@ -116,9 +115,7 @@ class Recommendation:
         if "max_latency_ms" in self.constraints:
             ax.axvline(self.constraints["max_latency_ms"], color="tab:red", ls="--", lw=1, label="latency limit")
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 100, not 10^2
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(  # and 20, 50, 200, 500 between
-            lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        plain_log_labels(ax.xaxis)
         ax.tick_params(axis="x", which="minor", labelsize=8)
         ax.set_xlabel(f"measured latency, ms (batch {self.batch_size}, {self.inputs()}, {self.device.device})")
         ax.set_ylabel("published ImageNet top-1, %")
