@@ -176,8 +176,9 @@ def chapter_deploy(report: Report, out: Path, quick: bool = False) -> None:
         raise CnnzooError("the deploy chapter deploys the training chapter's run; run the tour with "
                           "--chapters training,deploy")
     folder = _fresh(out / "deploy")
-    exported = export_run(run, "onnx", folder / "model.onnx")
-    images = sample_images(load_source(exported.path).meta, folder / "images", n=10)
+    source = load_source(run)  # read once: the export and the sample images share it
+    exported = export_run(source, "onnx", folder / "model.onnx")
+    images = sample_images(source.meta, folder / "images", n=10)
     result = predict(exported.path, [str(path) for path, _ in images], top_k=3)
     print(_heading("Deploy: export to ONNX, verify, predict"))
     print(format_report(exported))

@@ -141,6 +141,7 @@ def pretrained_source(name: str, weights: str | os.PathLike) -> Source:
     torchvision names them. The input is the card's size with ImageNet normalisation (torchvision's
     eval preset), unless the file records its own.
     """
+    from ..data import IMAGENET_MEAN, IMAGENET_STD
     from ..models import create_model, get_card
     from ..weights import file_classes, first_conv, load_pretrained, normalisation_of, read_weights
 
@@ -153,8 +154,6 @@ def pretrained_source(name: str, weights: str | os.PathLike) -> Source:
     in_chans = int(conv.shape[1]) if conv is not None and conv.ndim == 4 else 3
     model = create_model(name, num_classes=len(classes), in_chans=in_chans)
     load_pretrained(model, w, log=lambda line: None)  # every tensor fits, or a one-line error names the misfit
-    from ..data import IMAGENET_MEAN, IMAGENET_STD
-
     mean, std = normalisation_of(w, in_chans) or (list(IMAGENET_MEAN), list(IMAGENET_STD))
     if len(mean) != in_chans:
         raise CnnzooError(f"{w.path} takes {in_chans}-channel input and records no normalisation for it; "

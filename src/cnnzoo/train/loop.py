@@ -27,14 +27,14 @@ import torch
 
 from ..data import load_data
 from ..errors import CnnzooError
-from ..weights import load_pretrained, normalisation_of, read_weights
+from ..weights import load_pretrained
 from .checkpoint import load_weights, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import FIELDS, RESUMABLE, TrainConfig, _coerce, build_config, read_yaml, save_yaml
 from .distributed import DistEnv, all_sum, barrier, broadcast_buffers, setup, teardown
 from .evaluate import autocast, evaluate_loader
 from .metrics import MetricsLog
 from .optim import Schedule, build_optimizer
-from .prepare import build_loaders, default_threads, resolve
+from .prepare import build_loaders, default_threads, read_start_weights, resolve
 from .runlog import Progress, RunLog, tensorboard_writer
 
 AUX_WEIGHT = 0.3  # Szegedy et al. 2015, section 5: "their loss is added to the total loss with a discount weight (0.3)"
@@ -126,13 +126,8 @@ class Trainer:
         source = load_data(self.cfg.data, val=self.cfg.val, test=self.cfg.test, split_seed=self.cfg.split_seed)
         resuming = bool(self.resume) and (Path(self.resume) / "checkpoints" / "last.pt").is_file()
         self.notes: list[str] = []
-        weights = None
-        if self.cfg.weights and not resuming:  # a resumed run's weights are its checkpoint's
-            weights = read_weights(self.cfg.weights, log=self.notes.append)
-            own = normalisation_of(weights, self.cfg.in_chans or source.in_chans)
-            if own and self.cfg.mean is None and self.cfg.std is None:
-                self.cfg.mean, self.cfg.std = own
-                self.notes.append(f"normalising with the weights' own mean {own[0]} and std {own[1]}")
+        # a resumed run's weights are its checkpoint's
+        weights = None if resuming else read_start_weights(self.cfg, source, self.notes)
         cfg = resolve(self.cfg, source, env.device)
         if env.distributed:  # rank 0 chose the run folder
             box = [cfg.out]

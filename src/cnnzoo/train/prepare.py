@@ -44,6 +44,21 @@ def default_out(model: str, data_name: str) -> str:
     return str(out)
 
 
+def read_start_weights(cfg: TrainConfig, source: DataSource, notes: list[str]):
+    """The weights a run starts from (`cfg.weights`, read safely), or None; when the file records the
+    normalisation it was trained with and the run sets none, `cfg` adopts it. What happened goes to `notes`."""
+    if not cfg.weights:
+        return None
+    from ..weights import normalisation_of, read_weights
+
+    weights = read_weights(cfg.weights, log=notes.append)
+    own = normalisation_of(weights, cfg.in_chans or source.in_chans)
+    if own and cfg.mean is None and cfg.std is None:
+        cfg.mean, cfg.std = own
+        notes.append(f"normalising with the weights' own mean {own[0]} and std {own[1]}")
+    return weights
+
+
 def resolve(cfg: TrainConfig, source: DataSource, device: torch.device) -> TrainConfig:
     """A copy of `cfg` with every "auto"/None setting replaced by its value for this data and device."""
     from ..models import get_card

@@ -43,9 +43,9 @@ from ..train.evaluate import autocast, evaluate_loader
 from ..train.loop import loss_of, seed_everything
 from ..train.metrics import MetricsLog, topk_correct
 from ..train.optim import Schedule
-from ..train.prepare import build_loaders, default_out, default_threads, resolve
+from ..train.prepare import build_loaders, default_out, default_threads, read_start_weights, resolve
 from ..train.runlog import RunLog
-from ..weights import Weights, head_modules, load_pretrained, normalisation_of, read_weights
+from ..weights import Weights, head_modules, load_pretrained
 from .data import select
 from .layers import PRE_LOGITS, extract, resolve_layer
 
@@ -100,11 +100,7 @@ class _Run:
             torch.set_num_threads(cfg.threads or default_threads(env))
         full = load_data(cfg.data, val=cfg.val, test=cfg.test, split_seed=cfg.split_seed)
         source = select(full, s.classes, s.shots, seed=cfg.seed)
-        w: Weights | None = read_weights(s.weights, log=self.notes.append) if s.weights else None
-        chans = cfg.in_chans or source.in_chans
-        if w is not None and cfg.mean is None and cfg.std is None and normalisation_of(w, chans):
-            cfg.mean, cfg.std = normalisation_of(w, chans)
-            self.notes.append(f"normalising with the weights' own mean {cfg.mean} and std {cfg.std}")
+        w: Weights | None = read_start_weights(cfg, source, self.notes)  # cfg.weights is s.weights
         cfg.out = cfg.out or default_out(f"{cfg.model}-{s.mode}", source.name)
         self.cfg = cfg = resolve(cfg, source, env.device)
         self.run = Path(cfg.out)
