@@ -36,14 +36,22 @@ with the data at the same path on every machine. The run folder is written by gl
 `--resume` reads `checkpoints/last.pt` on every machine, so keep the run folder on a shared file
 system (or copy it to each machine) to resume a multi-machine run.
 """
-from .checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint
-from .config import TrainConfig, build_config
-from .evaluate import evaluate, evaluate_loader, format_report
-from .loop import AUX_WEIGHT, train
-from .metrics import confusion_matrix, per_class_accuracy, read_metrics, topk_correct
+from importlib import import_module
 
-__all__ = [
-    "AUX_WEIGHT", "TrainConfig", "atomic_save", "build_config", "confusion_matrix", "evaluate", "evaluate_loader",
-    "format_report", "load_checkpoint", "per_class_accuracy", "read_checkpoint", "read_metrics", "save_checkpoint",
-    "topk_correct", "train",
-]
+# Loaded on first use (PEP 562): `cnnzoo.train.config` (the flags of `cnnzoo train`) must import without torch.
+_LAZY = {
+    "atomic_save": ".checkpoint", "load_checkpoint": ".checkpoint", "read_checkpoint": ".checkpoint",
+    "save_checkpoint": ".checkpoint", "TrainConfig": ".config", "build_config": ".config",
+    "evaluate": ".evaluate", "evaluate_loader": ".evaluate", "format_report": ".evaluate",
+    "AUX_WEIGHT": ".loop", "train": ".loop", "confusion_matrix": ".metrics", "per_class_accuracy": ".metrics",
+    "read_metrics": ".metrics", "topk_correct": ".metrics",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnzoo.train' has no attribute {name!r}")

@@ -1,0 +1,91 @@
+"""cnnzoo export, predict, serve: the lecture's deploy step."""
+from __future__ import annotations
+
+import sys
+
+
+def add(sub) -> None:
+    backends = ("auto", "eager", "bf16", "compile", "onnxruntime", "int8")  # deploy.backends.NAMES, not imported here
+    p = sub.add_parser("export", help="export a run to ONNX or a torch.export program, verified against PyTorch")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL")
+    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
+    p.add_argument("--format", choices=("onnx", "pt2"), default="onnx")
+    p.add_argument("--out", help="output file (default RUN/export/MODEL.FORMAT)")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
+    p.add_argument("--images", nargs="+", metavar="IMAGE", help="real images to verify on (default: the run's test images)")
+    p.set_defaults(run=_run_export)
+
+    p = sub.add_parser("predict", help="classify image files, folders or globs with a run, checkpoint or ONNX file")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--backend", choices=backends, default="auto", help="default auto: the fastest that agrees with fp32")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(run=_run_predict)
+
+    p = sub.add_parser("serve", help="an HTTP service with a web page (POST /predict, GET /model, /health, /)")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
+    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", choices=backends, default="auto")
+    p.add_argument("--max-batch", type=int, default=16, help="micro-batch size limit (1: no batching)")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="extra wait for more requests (default 0: a batch takes what queued meanwhile)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0)
+    p.add_argument("--max-megapixels", type=float, default=40.0)
+    p.set_defaults(run=_run_serve)
+
+
+def _run_export(args) -> int:
+    from ..deploy.export import export_run, format_report
+    from ..deploy.meta import load_source
+
+    print(format_report(export_run(load_source(args.source, args.weights), args.format, args.out, dynamic_batch=args.dynamic_batch,
+                                   images=args.images)))
+    return 0
+
+
+def _run_predict(args) -> int:
+    import json
+
+    from ..deploy.meta import load_source
+    from ..deploy.predict import format_predictions, predict
+
+    r = predict(load_source(args.source, args.weights), args.images, top_k=args.top_k, backend=args.backend, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=1))
+    else:
+        print(f"{r.model} from {r.source}; backend {r.backend} ({r.backend_reason})", file=sys.stderr)
+        print(format_predictions(r))
+        for f in r.failures:
+            print(f"cnnzoo: cannot read {f.input}: {f.error}", file=sys.stderr)
+    return 1 if r.failures else 0
+
+
+def _run_serve(args) -> int:
+    from ..deploy.backends import format_selection
+    from ..deploy.predict import Predictor
+    from ..deploy.serve import ServeConfig, create_app, is_loopback, run_server
+
+    cfg = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                      max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
+    print(f"loading {args.source} and choosing a backend...", file=sys.stderr, flush=True)
+    from ..deploy.meta import load_source
+
+    pred = Predictor(load_source(args.source, args.weights), args.backend, batch_size=cfg.max_batch)
+    if pred.measured:
+        print(format_selection(pred), file=sys.stderr)
+    else:
+        print(f"backend: {pred.backend.name} ({pred.reason})", file=sys.stderr)
+    if not is_loopback(cfg.host):
+        print(f"cnnzoo: warning: serving on {cfg.host}: anyone who can reach this machine can use the model",
+              file=sys.stderr)
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    print(f"serving {pred.meta.model} on http://{host}:{cfg.port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+    run_server(create_app(pred, cfg), cfg)
+    return 0
+
+

@@ -1,0 +1,72 @@
+"""cnnzoo data check|split, train, evaluate: the lecture's train and test steps."""
+from __future__ import annotations
+
+
+def add(sub) -> None:
+    from ..train.config import add_arguments
+
+    p = sub.add_parser("data", help="check a data set, or split a folder of class folders (data check|split)")
+    actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = actions.add_parser("check", help="images per class, sizes, corrupt files, duplicates across splits, imbalance")
+    q.add_argument("data", help="an image folder, a CSV (path,label[,split]), digits or synthetic")
+    q.set_defaults(run=_run_data_check)
+    q = actions.add_parser("split", help="a stratified, seeded train/val/test split written as a CSV; copies no image")
+    q.add_argument("folder", help="a folder of class folders")
+    q.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1)")
+    q.add_argument("--test", type=float, default=0.1, help="test fraction (default 0.1)")
+    q.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    q.add_argument("--out", help="CSV to write (default FOLDER/split.csv)")
+    q.add_argument("--force", action="store_true", help="replace an existing CSV")
+    q.set_defaults(run=_run_data_split)
+
+    p = sub.add_parser("train", help="train a model: cnnzoo train --model resnet18 --data digits")
+    p.add_argument("--config", help="YAML file of settings (keys as the flags, e.g. batch_size: 128); flags win")
+    p.add_argument("--resume", metavar="RUN", help="continue the run folder RUN from checkpoints/last.pt")
+    add_arguments(p)
+    p.set_defaults(run=_run_train)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
+    p.add_argument("target", metavar="RUN|CHECKPOINT", help="a run folder (runs/NAME) or a .pt checkpoint")
+    p.add_argument("--data", help="data to test on (default: the run's data, split as in training)")
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of a run folder")
+    p.add_argument("--out", help="folder for eval-SPLIT.json and confusion-SPLIT.png (default: the run folder)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_data_check(args) -> int:
+    from ..data import check_data
+
+    report = check_data(args.data)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _run_data_split(args) -> int:
+    from ..data import split_to_csv
+
+    path, counts = split_to_csv(args.folder, val=args.val, test=args.test, seed=args.seed, out=args.out,
+                                force=args.force)
+    print(f"wrote {path}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    return 0
+
+
+def _run_train(args) -> int:
+    from ..train import train
+    from ..train.config import FIELDS
+
+    train(args.config, resume=args.resume, **{name: getattr(args, name) for name in FIELDS})
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from ..train import evaluate, format_report
+
+    report = evaluate(args.target, data=args.data, split=args.split, which=args.which, out=args.out,
+                      batch_size=args.batch_size, device=args.device)
+    print(format_report(report))
+    return 0
+
+

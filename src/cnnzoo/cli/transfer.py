@@ -1,0 +1,82 @@
+"""cnnzoo weights, layers, transfer: reusing a trained network (the lecture's three modes)."""
+from __future__ import annotations
+
+
+def add(sub) -> None:
+    from ..train.config import add_arguments
+
+    p = sub.add_parser("weights", help="pretrained weights files (weights convert)")
+    actions = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    q = actions.add_parser("convert", help="check a weights file against an architecture; write it as safetensors")
+    q.add_argument("file", help="a .pth/.pt file (torchvision's, a cnnzoo checkpoint), a run folder, "
+                   "a .safetensors file or an http(s) URL")
+    q.add_argument("--model", required=True, help="the architecture the weights are for (`cnnzoo list`)")
+    q.add_argument("--out", required=True, help="the .safetensors file to write")
+    q.set_defaults(run=_run_weights_convert)
+
+    p = sub.add_parser("layers", help="the layers whose activations `transfer features --layer` can extract")
+    p.add_argument("model")
+    p.add_argument("--input-size", type=int, help="input side for the shapes (default: the card's)")
+    p.set_defaults(run=_run_layers)
+
+    p = sub.add_parser("transfer", help="reuse pretrained weights on new data (transfer features|linear|finetune)")
+    modes = p.add_subparsers(dest="mode", required=True, metavar="MODE")
+    helps = {"features": "a layer's activations as features, then logistic regression (scikit-learn)",
+             "linear": "a new last layer trained on the frozen network (batch norm in eval mode)",
+             "finetune": "every layer trained, the backbone at a lower learning rate"}
+    for mode, text in helps.items():
+        q = modes.add_parser(mode, help=text)
+        q.add_argument("--classes", help="the classes to keep, e.g. 5-9 or cat,dog (default all)")
+        q.add_argument("--shots", type=int, help="training images per class (default all; drops the val split)")
+        if mode == "features":
+            q.add_argument("--layer", default="pool", help="layer name or alias (`cnnzoo layers MODEL`; default pool)")
+            q.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
+        if mode == "finetune":
+            q.add_argument("--backbone-lr", type=float, default=0.1, help="backbone lr / head lr (default 0.1)")
+            q.add_argument("--head-epochs", type=int, default=0, help="epochs of the new head alone first (default 0)")
+            q.add_argument("--freeze-bn", action="store_true", help="keep batch norm's pretrained statistics")
+        q.add_argument("--config", help="YAML file of `cnnzoo train` settings; flags win")
+        add_arguments(q)
+        q.set_defaults(run=_run_transfer)
+
+
+def _run_weights_convert(args) -> int:
+    from ..weights import convert
+
+    r = convert(args.file, args.model, args.out)
+    print(f"{r['source']} fits {r['model']}: {r['tensors']} tensors, {r['parameters']:,} parameters, "
+          f"{r['num_classes']} classes, {r['in_chans']} input channel(s) -> {r['out']} ({r['bytes'] / 1e6:.1f} MB)")
+    return 0
+
+
+def _run_layers(args) -> int:
+    import torch
+
+    from ..models import create_model, get_card
+    from ..transfer import list_layers
+    from ..transfer.layers import feature_size
+
+    size = args.input_size or get_card(args.model).input_size
+    with torch.device("meta"):
+        model = create_model(args.model)
+    layers = list_layers(model, size)
+    width = max(len(layer.name) for layer in layers)
+    print(f"{args.model} at {size}x{size}: layer, output shape, feature length (maps are averaged over space)")
+    for layer in layers:
+        shape = "x".join(map(str, layer.shape))
+        print(f"  {layer.name:<{width}}  {shape:<14} {feature_size(layer.shape):>6}  {layer.note}".rstrip())
+    return 0
+
+
+def _run_transfer(args) -> int:
+    from ..train.config import FIELDS
+    from ..transfer import transfer
+
+    extra = {"layer": args.layer, "C": args.C} if args.mode == "features" else {}
+    if args.mode == "finetune":
+        extra = {"backbone_lr": args.backbone_lr, "head_epochs": args.head_epochs, "freeze_bn": args.freeze_bn}
+    transfer(args.mode, classes=args.classes, shots=args.shots, config_file=args.config,
+             **extra, **{name: getattr(args, name) for name in FIELDS})
+    return 0
+
+
