@@ -33,7 +33,7 @@ def test_unexpected_keyword_is_a_user_error():
 def test_cli_list_and_info(capsys):
     assert main(["list", "vgg16*"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["vgg16", "vgg16_bn", "vgg16_c"]
+    assert [line.split()[0] for line in out[1:]] == ["vgg16", "vgg16_bn", "vgg16_c"]  # under the header
     assert main(["info", "resnet18"]) == 0
     out = capsys.readouterr().out
     assert "He" in out and "11,689,512 parameters" in out and "layer4" in out

@@ -1,4 +1,8 @@
 """User-facing errors: the CLI prints these as one line, never as a traceback."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class CnnzooError(Exception):
@@ -10,3 +14,10 @@ class UnknownModelError(CnnzooError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def unknown_name(name: str, known: Iterable[str]) -> UnknownModelError:
+    """The error for a model name that is not among `known`, with the closest names as a hint."""
+    close = difflib.get_close_matches(name, list(known), n=5, cutoff=0.5)
+    hint = f"did you mean: {', '.join(close)}?" if close else "run `cnnzoo list` to see every name."
+    return UnknownModelError(f"unknown model {name!r}; {hint}")

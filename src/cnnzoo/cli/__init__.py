@@ -9,13 +9,16 @@ A user error (a `CnnzooError`) is printed as one line, `cnnzoo: error: ...`, wit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
 from ..errors import CnnzooError
 from . import analysis, bench, deploy, models, training, transfer
+from .examples import epilog
 
 GROUPS = (models, analysis, training, bench, transfer, deploy)
+MODEL_ARGUMENTS = {"model", "models", "pattern"}  # completed with the model names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +27,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add(sub)
+    _finish(parser, "")
     return parser
 
 
+def subcommands(parser: argparse.ArgumentParser, words: str = ""):
+    """(words, parser) of every command and action below `parser`: ("train", p), ("data check", q), ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                path = f"{words} {name}".strip()
+                yield path, child
+                yield from subcommands(child, path)
+
+
+def _finish(parser: argparse.ArgumentParser, words: str) -> None:
+    """Examples at the end of every command's help; model names completed wherever a model is named."""
+    for path, child in subcommands(parser, words):
+        child.epilog = epilog(path)
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
+        for action in child._actions:
+            if action.dest in MODEL_ARGUMENTS:
+                action.completer = _model_names
+
+
+def _model_names(**_) -> list[str]:
+    from .. import catalog
+
+    return list(catalog.load())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asking for completions (`cnnzoo completion`): answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
     except CnnzooError as exc:

@@ -1,16 +1,30 @@
-"""cnnzoo list, info, tour: finding one's way around the zoo."""
+"""cnnzoo list, info, tour, completion: finding one's way around the zoo.
+
+`list` and `info` answer from the model table (`cnnzoo.catalog`), so they import no PyTorch; `info` builds the
+model (on the meta device) only for its layer structure, which `--brief` skips.
+"""
 from __future__ import annotations
 
-from ..errors import CnnzooError
+import sys
+
+from .. import catalog
+from ..errors import CnnzooError, unknown_name
+
+SHELLS = ("bash", "zsh", "fish")
 
 
 def add(sub) -> None:
-    p = sub.add_parser("list", help="list the registered models (fnmatch pattern, e.g. 'resnet*')")
-    p.add_argument("pattern", nargs="?", default="*")
+    p = sub.add_parser("list", help="the model table: family, year, parameters, MACs, published top-1")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*' (default: every model)")
+    p.add_argument("--family", help="only families whose name contains this, e.g. resnet, 'mobilenet v2'")
+    p.add_argument("--sort", choices=catalog.SORT_KEYS + ("top1",), default="name",
+                   help="order of the rows (params, macs, year: ascending; top1: best first)")
+    p.add_argument("--json", action="store_true", help="print the entries as one JSON document")
     p.set_defaults(run=_run_list)
 
     p = sub.add_parser("info", help="a model's card, parameter count and layer structure")
     p.add_argument("model")
+    p.add_argument("--brief", action="store_true", help="the card and sizes only, without the layer structure")
     p.set_defaults(run=_run_info)
 
     p = sub.add_parser("tour", help="the whole lecture in one run, written to runs/tour/index.html")
@@ -20,24 +34,52 @@ def add(sub) -> None:
     p.add_argument("--quick", action="store_true", help="3 training epochs instead of 20, fewer timed runs")
     p.set_defaults(run=_run_tour)
 
+    p = sub.add_parser("completion", help="print the shell completion script (bash, zsh or fish)")
+    p.add_argument("shell", choices=SHELLS)
+    p.set_defaults(run=_run_completion)
+
+
+def _top1(entry: dict) -> float | None:
+    return entry.get("top1")
+
 
 def _run_list(args) -> int:
-    from ..models import get_card, list_models
+    rows = catalog.entries(args.pattern, args.family, "name" if args.sort == "top1" else args.sort)
+    if args.sort == "top1":
+        rows.sort(key=lambda e: (_top1(e) is None, -(_top1(e) or 0)))
+    if not rows:
+        what = f"{args.pattern!r}" + (f" in a family containing {args.family!r}" if args.family else "")
+        raise CnnzooError(f"no model matches {what}; run `cnnzoo list` to see every name")
+    if args.json:
+        import json
 
-    names = list_models(args.pattern)
-    if not names:
-        raise CnnzooError(f"no model matches {args.pattern!r}; run `cnnzoo list` to see every name")
-    width = max(map(len, names))
-    for name in names:
-        card = get_card(name)
-        print(f"{name:<{width}}  {card.family} ({card.year})")
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
+        return 0
+    head = ("model", "family", "year", "params", f"MACs@{catalog.MACS_AT}", "input", "top-1", "weights")
+    table = [head] + [(e["name"], e["family"], str(e["year"]), catalog.human(e["params"]), catalog.human(e["macs"]),
+                       str(e["input_size"]), f"{e['top1']:.1f}" if _top1(e) is not None else "-",
+                       e.get("weights") or "-") for e in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    right = {2, 3, 4, 5, 6}
+    for r in table:
+        print("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    print(f"\n{len(rows)} models; MACs = multiply-adds of one {catalog.MACS_AT}x{catalog.MACS_AT} image "
+          "(the lecture's 'flop'); `cnnzoo info MODEL` for one card", file=sys.stderr)
     return 0
 
 
 def _run_info(args) -> int:
-    from ..summary import describe
+    entries = catalog.load()
+    if args.model not in entries:
+        raise unknown_name(args.model, entries)
+    entry = entries[args.model]
+    print(catalog.format_card(entry))
+    print(f"\n{entry['params']:,} parameters (1000 classes); {catalog.human(entry['macs'])} multiply-adds at "
+          f"{catalog.MACS_AT}x{catalog.MACS_AT}", flush=True)
+    if not args.brief:
+        from ..summary import format_summary, meta_model, summarize
 
-    print(describe(args.model))
+        print("\n" + format_summary(summarize(args.model)) + "\n\n" + repr(meta_model(args.model)))
     return 0
 
 
@@ -48,3 +90,8 @@ def _run_tour(args) -> int:
     return 0
 
 
+def _run_completion(args) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["cnnzoo"], shell=args.shell))
+    return 0

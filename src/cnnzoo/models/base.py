@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 
 import torch
 from torch import nn
+
+from ..catalog import format_card
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,24 +28,7 @@ class Card:
     deviations: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        lines = [
-            f"{self.name}  ({self.family})",
-            f"  paper:      {self.authors}, \"{self.paper}\", {self.venue} {self.year}",
-            f"  url:        {self.url}",
-            f"  input:      {self.input_size}x{self.input_size} by default; "
-            f"at least {self.min_input_size}x{self.min_input_size} ({self.min_input_reason})",
-        ]
-        if self.lecture:
-            lines.append(f"  lecture:    {self.lecture}")
-        lines.append(
-            f"  weights:    loads torchvision.models.{self.torchvision}'s state_dict unchanged"
-            if self.torchvision
-            else "  weights:    no torchvision counterpart"
-        )
-        lines.append("  deviations from the paper:" if self.deviations else "  deviations from the paper: none")
-        for d in self.deviations:
-            lines.append(textwrap.fill(d, 100, initial_indent="    - ", subsequent_indent="      "))
-        return "\n".join(lines)
+        return format_card(dataclasses.asdict(self))
 
 
 class ZooModel(nn.Module):

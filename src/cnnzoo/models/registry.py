@@ -7,14 +7,13 @@ builds one. Builders are plain functions taking keyword arguments, so `cnnzoo.mo
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import functools
 from typing import Callable
 
 from torch import nn
 
-from ..errors import CnnzooError, UnknownModelError
+from ..errors import CnnzooError, unknown_name
 from .base import Card
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -54,9 +53,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def _check_name(name: str) -> None:
     if name not in _BUILDERS:
-        close = difflib.get_close_matches(name, _BUILDERS, n=5, cutoff=0.5)
-        hint = f"did you mean: {', '.join(close)}?" if close else "run `cnnzoo list` to see every name."
-        raise UnknownModelError(f"unknown model {name!r}; {hint}")
+        raise unknown_name(name, _BUILDERS)
 
 
 def get_card(name: str) -> Card:

@@ -1,0 +1,37 @@
+"""Write src/cnnzoo/catalog.json from the registered models (run after adding or changing a model).
+
+    .venv/bin/python scripts/make_catalog.py          # rewrite the file
+    .venv/bin/python scripts/make_catalog.py --check  # exit 1 if the file is out of date (tests do this)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import torch
+
+from cnnzoo.analysis import profile
+from cnnzoo.catalog import MACS_AT, PATH
+from cnnzoo.models import create_model, get_card, list_models
+
+
+def entry(name: str) -> dict:
+    card = dataclasses.asdict(get_card(name))
+    card["deviations"] = list(card["deviations"])
+    with torch.device("meta"):
+        params = sum(p.numel() for p in create_model(name).parameters())
+    return {**card, "params": params, "macs": profile(name, MACS_AT).total.flops}
+
+
+def render() -> str:
+    return json.dumps([entry(n) for n in list_models()], indent=1, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    text = render()
+    if "--check" in sys.argv:
+        current = PATH.read_text() if PATH.exists() else ""
+        sys.exit(0 if current == text else 1)
+    PATH.write_text(text)
+    print(f"wrote {PATH} ({len(json.loads(text))} models)")
