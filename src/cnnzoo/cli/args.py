@@ -21,23 +21,29 @@ def _number(text: str, kind: type) -> float | int:
     return value
 
 
+def _bounded(kind: type, low: float, strict: bool, what: str):
+    """An argument type for numbers of `kind` that are >= low (> low when `strict`)."""
+    word = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        value = _number(text, kind)
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {word} {'>' if strict else '>='} {low:g}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
 def finite_float(text: str) -> float:
     """Any finite number: nan and inf are refused."""
     return _number(text, float)
 
 
-def positive_float(text: str) -> float:
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def nonneg_float(text: str) -> float:
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+positive_float = _bounded(float, 0, True, "positive_float")
+nonneg_float = _bounded(float, 0, False, "nonneg_float")
+positive_int = _bounded(int, 1, False, "positive_int")
+nonneg_int = _bounded(int, 0, False, "nonneg_int")
 
 
 def probability(text: str) -> float:
@@ -45,20 +51,6 @@ def probability(text: str) -> float:
     value = _number(text, float)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def nonneg_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 

@@ -36,7 +36,7 @@ with the data at the same path on every machine. The run folder is written by gl
 `--resume` reads `checkpoints/last.pt` on every machine, so keep the run folder on a shared file
 system (or copy it to each machine) to resume a multi-machine run.
 """
-from importlib import import_module
+from .._lazy import lazy_getattr
 
 # Loaded on first use (PEP 562): `cnnzoo.train.config` (the flags of `cnnzoo train`) must import without torch.
 _LAZY = {
@@ -49,9 +49,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cnnzoo.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

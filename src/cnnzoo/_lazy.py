@@ -1,0 +1,18 @@
+"""Names a package loads on first use (PEP 562), so importing it costs nothing until one is used."""
+from __future__ import annotations
+
+from importlib import import_module
+
+
+def lazy_getattr(package: str, table: dict[str, str]):
+    """A module `__getattr__` that imports `table[name]` (a submodule, relative to `package`) on first use."""
+    namespace = import_module(package).__dict__
+
+    def __getattr__(name: str):
+        if name not in table:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(table[name], package), name)
+        namespace[name] = value  # found directly next time
+        return value
+
+    return __getattr__
