@@ -230,7 +230,8 @@ def test_url_downloads_once_into_the_cache(server, shufflenet_file, tmp_path, mo
         model = create_model("shufflenet_v2_x0_5", pretrained=url).eval()
         with torch.no_grad():
             torch.testing.assert_close(model(x), tv(x))
-    assert len(hits) == 1 and sorted(os.listdir(tmp_path / "cache")) == [path.name]
+    # the file, and the record of its verified digest (so the next load does not hash it again)
+    assert len(hits) == 1 and sorted(os.listdir(tmp_path / "cache")) == [".cnnzoo-verified.json", path.name]
 
 
 def test_wrong_hash_is_refused_and_nothing_is_cached(server, shufflenet_file, tmp_path):

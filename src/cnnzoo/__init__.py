@@ -8,7 +8,7 @@ from .errors import CnnzooError, UnknownModelError
 
 __version__ = "0.1.0"
 
-_LAZY = {"Card": ".models", "ZooModel": ".models", "create_model": ".models", "get_card": ".models",
+_LAZY = {"Card": ".models", "ZooModel": ".models", "create_model": ".pretrained", "get_card": ".models",
          "list_models": ".models", "profile": ".analysis"}
 __all__ = ["CnnzooError", "UnknownModelError", *_LAZY]
 

@@ -13,10 +13,13 @@ Reading is safe by construction: safetensors holds tensors only, and PyTorch fil
 global. A file that asks for one (a pickled object whose `__reduce__` would run code) is refused with a
 `CnnzooError`; there is no fallback to the unsafe loader.
 
+- `imagenet` or `imagenet:TAG`, given the model's name: its published weights (`cnnzoo.pretrained`);
+- a pytorchcv `.pth`, given the model's name: converted from pytorchcv's key layout.
+
 URLs follow torch.hub: the cache is `$TORCH_HOME/hub/checkpoints` (`CNNZOO_CACHE` or `cache=` to move it),
 and a file named `name-<hex>.ext` with 8 or more hex digits must have a SHA-256 that starts with them
-(`#sha256=<hex>` after the URL pins any other name). The download goes to a temporary file that is moved
-into the cache only once its hash checks, so a bad download leaves nothing behind.
+(`#sha256=<hex>` after the URL pins any other name). `cnnzoo.pretrained.fetch` downloads them: into a temporary
+file that is moved into the cache only once its hash checks, so a bad download leaves nothing behind.
 
 Fitting (`fit_state_dict`): a head of another size (`num_classes`) is left at the model's fresh
 initialisation and reported; a first convolution of another width (`in_chans`) is adapted by
@@ -32,7 +35,6 @@ import os
 import pickle
 import re
 import sys
-import urllib.error
 import urllib.parse
 import zipfile
 from pathlib import Path
@@ -42,8 +44,8 @@ import torch
 from torch import nn
 
 from .errors import CnnzooError
+from .pretrained.fetch import cache_dir  # noqa: F401  (where downloads land; re-exported)
 
-CACHE_ENV = "CNNZOO_CACHE"
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub's check_hash convention, at least 8 digits
 CHECKPOINT_FORMAT = "cnnzoo-checkpoint-1"  # cnnzoo.train.checkpoint.FORMAT
 INFO_KEYS = ("model", "num_classes", "in_chans", "input_size", "mean", "std", "crop_pct", "classes")
@@ -63,49 +65,26 @@ class Weights:
 
 # --- where the bytes come from ----------------------------------------------------------------------------
 
-def cache_dir(cache: str | os.PathLike | None = None) -> Path:
-    """`cache`, else $CNNZOO_CACHE, else torch.hub's `<hub dir>/checkpoints` ($TORCH_HOME/hub/checkpoints)."""
-    if cache is not None:
-        return Path(cache).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def is_url(source: Any) -> bool:
     return isinstance(source, str) and source.split("://", 1)[0].lower() in ("http", "https")
 
 
 def download(url: str, *, cache: str | os.PathLike | None = None, log: Log | None = None) -> Path:
-    """The cached copy of `url`, downloaded first if absent; its SHA-256 checked against the file name's hex digits."""
-    log = log or _print
+    """The cached copy of `url`, downloaded first if absent; its SHA-256 checked against the file name's hex digits
+    (or a `#sha256=<hex>` pin), as torch.hub does. See `cnnzoo.pretrained.fetch` for how."""
+    from .pretrained.fetch import Check, fetch
+
     parts = urllib.parse.urlparse(url)
     name = os.path.basename(parts.path)
     if not name:
         raise CnnzooError(f"{url} names no file; weights URLs end in a file name such as resnet18-f37072fd.pth")
     pinned = re.fullmatch(r"sha256=([a-fA-F0-9]{8,64})", parts.fragment)
     expected = pinned.group(1).lower() if pinned else (m.group(1) if (m := HASH_IN_NAME.search(name)) else None)
-    folder = cache_dir(cache)
-    target = folder / name
-    if target.is_file():
-        return target  # torch.hub's convention: checked once, when it was downloaded
-    folder.mkdir(parents=True, exist_ok=True)
-    log(f"downloading {url} to {target}")
-    try:
-        torch.hub.download_url_to_file(url.split("#", 1)[0], str(target), expected, progress=sys.stderr.isatty())
-    except RuntimeError as exc:
-        if "invalid hash value" not in str(exc):
-            raise
-        got = re.search(r'got "([0-9a-f]+)"', str(exc))
-        raise CnnzooError(f"{url}: SHA-256 {got.group(1)[:16] if got else '?'}... does not start with {expected}, "
-                          f"so the download is corrupt or not the file named; nothing was cached") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise CnnzooError(f"could not download {url}: {reason}") from None
+    path = fetch(url.split("#", 1)[0], name, Check(sha256=expected), cache=cache, log=log)
     if expected is None:
-        log(f"{name} carries no hash to check (name it NAME-<hex>.ext or add #sha256=<hex> to the URL); "
-            f"its SHA-256 is {_sha256(target)}")
-    return target
+        (log or _print)(f"{name} carries no hash to check (name it NAME-<hex>.ext or add #sha256=<hex> to the URL); "
+                        f"its SHA-256 is {_sha256(path)}")
+    return path
 
 
 def _sha256(path: Path) -> str:
@@ -122,9 +101,32 @@ def _print(message: str) -> None:
 
 # --- reading, safely ----------------------------------------------------------------------------------------
 
-def read_weights(source: str | os.PathLike, *, cache: str | os.PathLike | None = None,
+def read_weights(source: str | os.PathLike, *, model: str | None = None, cache: str | os.PathLike | None = None,
                  log: Log | None = None) -> Weights:
-    """The state dict in a file, run folder or URL (see the module docstring), read without running any code."""
+    """The state dict in a file, run folder or URL (see the module docstring), read without running any code.
+
+    With the architecture's name (`model`), `source` may also be `imagenet[:TAG]` (its published weights, see
+    `cnnzoo.pretrained`), and a file in pytorchcv's key layout is converted to cnnzoo's.
+    """
+    from .pretrained.tables import is_spec
+
+    if is_spec(source):
+        if model is None:
+            raise CnnzooError(f"--weights {source} names published weights: say for which model (--model NAME)")
+        from .pretrained.load import read_published
+
+        return read_published(model, str(source), cache=cache, log=log)
+    weights = _read_file(source, cache, log)
+    if model is not None:
+        from .pretrained import pytorchcv
+
+        if pytorchcv.looks_like_pytorchcv(weights.state_dict):
+            weights.state_dict = pytorchcv.convert(model, weights.state_dict)
+            (log or _print)(f"{weights.path.name} is in pytorchcv's layout: converted to {model}'s")
+    return weights
+
+
+def _read_file(source: str | os.PathLike, cache: str | os.PathLike | None, log: Log | None) -> Weights:
     if is_url(source):
         path = download(str(source), cache=cache, log=log)
     else:
@@ -307,7 +309,8 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Weights, *, ne
     """Load weights from `source` (or already read `Weights`) into `model`, in place; report what was
     loaded, adapted and re-initialised. `new_head` re-initialises the classifier even if its size fits."""
     log = log or _print
-    weights = source if isinstance(source, Weights) else read_weights(source, cache=cache, log=log)
+    weights = source if isinstance(source, Weights) else \
+        read_weights(source, model=_model_name(model), cache=cache, log=log)
     try:
         sd, reinit, notes = fit_state_dict(model, weights.state_dict, new_head=new_head)
     except CnnzooError as exc:
@@ -346,7 +349,7 @@ def convert(source: str | os.PathLike, model: str, out: str | os.PathLike, *,
     from .models import create_model, get_card
 
     get_card(model)  # an unknown name fails here
-    w = read_weights(source, cache=cache, log=log)
+    w = read_weights(source, model=model, cache=cache, log=log)
     with torch.device("meta"):  # shapes only: which classifier and first-layer widths the file has
         probe = create_model(model)
     from .models.densenet import DenseNet, remap_legacy_densenet_keys

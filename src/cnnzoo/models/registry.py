@@ -62,26 +62,17 @@ def get_card(name: str) -> Card:
     return _CARDS[name]
 
 
-def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, pretrained: str | None = None,
-                 **kwargs) -> nn.Module:
-    """Build a registered model. Any `num_classes` (0 gives the pooled features); `in_chans=1` for grayscale.
-
-    `pretrained`: a weights file, run folder or URL (see `cnnzoo.weights`); a head of another size is
-    re-initialised and a first layer of another width adapted, and both are reported.
-    """
+def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> nn.Module:
+    """Build a registered model with fresh weights. Any `num_classes` (0 gives the pooled features); `in_chans=1`
+    for grayscale. `cnnzoo.create_model` adds `pretrained=` (see `cnnzoo.pretrained`)."""
     _check_name(name)
     if not isinstance(num_classes, int) or num_classes < 0:
         raise CnnzooError(f"num_classes must be a whole number >= 0, got {num_classes!r}")
     if not isinstance(in_chans, int) or in_chans < 1:
         raise CnnzooError(f"in_chans must be a whole number >= 1, got {in_chans!r}")
     try:
-        model = _BUILDERS[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
+        return _BUILDERS[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as exc:
         if "unexpected keyword argument" in str(exc):
             raise CnnzooError(f"{name}: {exc}".replace("__init__() ", "")) from None
         raise
-    if pretrained is not None:
-        from ..weights import load_pretrained
-
-        load_pretrained(model, pretrained)
-    return model

@@ -42,7 +42,7 @@ from .._lazy import lazy_getattr
 _LAZY = {
     "atomic_save": ".checkpoint", "load_checkpoint": ".checkpoint", "read_checkpoint": ".checkpoint",
     "save_checkpoint": ".checkpoint", "TrainConfig": ".config", "build_config": ".config",
-    "evaluate": ".evaluate", "evaluate_loader": ".evaluate", "format_report": ".evaluate",
+    "evaluate": ".evaluation", "evaluate_loader": ".evaluation", "format_report": ".evaluation",
     "AUX_WEIGHT": ".loop", "train": ".loop", "confusion_matrix": ".metrics", "per_class_accuracy": ".metrics",
     "read_metrics": ".metrics", "topk_correct": ".metrics",
 }

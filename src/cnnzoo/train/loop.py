@@ -31,7 +31,7 @@ from ..weights import load_pretrained
 from .checkpoint import load_weights, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import FIELDS, RESUMABLE, TrainConfig, _coerce, build_config, read_yaml, save_yaml
 from .distributed import DistEnv, all_sum, barrier, broadcast_buffers, setup, teardown
-from .evaluate import autocast, evaluate_loader
+from .evaluation import autocast, evaluate_loader
 from .metrics import MetricsLog
 from .optim import Schedule, build_optimizer
 from .prepare import build_loaders, default_threads, read_start_weights, resolve

@@ -144,7 +144,7 @@ class Extractor:
 def extract(model: nn.Module, loader: DataLoader, layer: str, *, device: torch.device | str = "cpu",
             precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """(features N x D float32, labels N int64) of every readable image the loader yields, in eval mode."""
-    from ..train.evaluate import autocast
+    from ..train.evaluation import autocast
 
     device = torch.device(device)
     model.eval()

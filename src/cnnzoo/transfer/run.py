@@ -39,7 +39,7 @@ from ..errors import CnnzooError
 from ..train.checkpoint import save_checkpoint
 from ..train.config import build_config
 from ..train.distributed import DistEnv, pick_device
-from ..train.evaluate import autocast, evaluate_loader
+from ..train.evaluation import autocast, evaluate_loader
 from ..train.loop import loss_of, seed_everything
 from ..train.metrics import MetricsLog, topk_correct
 from ..train.optim import Schedule

@@ -1,0 +1,51 @@
+"""Published weights by name, read and made to mean what they meant where they were published.
+
+`read_published("resnet50", "imagenet:v1")` fetches the file (see `fetch`), reads it safely (`weights.read_weights`),
+converts pytorchcv's key layout to cnnzoo's, and records what the weights need to be used right: ImageNet's class
+names, the preprocessing they were evaluated with (resize, crop, mean, std) and the published accuracy.
+"""
+from __future__ import annotations
+
+import os
+
+from ..weights import Log, Weights, read_weights
+from .fetch import Check, fetch
+from .tables import Published, resolve
+
+
+def read_published(model: str, spec: str = "imagenet", *, cache: str | os.PathLike | None = None,
+                   log: Log | None = None) -> Weights:
+    p = resolve(model, spec)
+    path = fetch(p.url, p.file, Check(sha256=p.sha256, sha1=p.sha1), cache=cache, log=log)
+    weights = read_weights(path, model=model, log=log)
+    weights.info.update(info_of(p))
+    return weights
+
+
+def info_of(p: Published) -> dict:
+    """What a published set says about its use: classes, preprocessing, and where it came from and how good it is."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return {"classes": list(_IMAGENET_CATEGORIES), "input_size": p.crop, "crop_pct": p.crop_pct,
+            "mean": list(p.mean), "std": list(p.std), "interpolation": p.interpolation,
+            "published": {"spec": p.spec, "source": p.source, "tag": p.tag, "top1": p.top1, "top5": p.top5,
+                          "url": p.url}}
+
+
+def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, pretrained: object = None, **kwargs):
+    """`cnnzoo.create_model`: a registered model, with weights when `pretrained` is given.
+
+    `pretrained=True` or `"imagenet"`: the model's default published ImageNet weights (torchvision's DEFAULT, or
+    pytorchcv's for the models torchvision lacks); `"imagenet:TAG"` another published set (`cnnzoo weights list`);
+    a path or URL: any file `cnnzoo.weights.read_weights` takes, a pytorchcv `.pth` included. A head of another size is
+    re-initialised and a first convolution adapted to `in_chans`, and both are reported.
+    """
+    from ..models import create_model as build
+    from ..weights import load_pretrained
+
+    model = build(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if pretrained is True:
+        pretrained = "imagenet"
+    if pretrained not in (None, False):
+        load_pretrained(model, pretrained)
+    return model
