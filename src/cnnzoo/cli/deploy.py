@@ -4,11 +4,15 @@ from __future__ import annotations
 import sys
 
 
+WEIGHTS_HELP = ("with a model name as SOURCE: its weights: imagenet[:TAG] (published), a torchvision or pytorchcv "
+                ".pth, a .safetensors file or a URL")
+
+
 def add(sub) -> None:
     backends = ("auto", "eager", "bf16", "compile", "onnxruntime", "int8")  # deploy.backends.NAMES, not imported here
     p = sub.add_parser("export", help="export a run to ONNX or a torch.export program, verified against PyTorch")
     p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL")
-    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
+    p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--format", choices=("onnx", "pt2"), default="onnx")
     p.add_argument("--out", help="output file (default RUN/export/MODEL.FORMAT)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
@@ -18,7 +22,7 @@ def add(sub) -> None:
     p = sub.add_parser("predict", help="classify image files, folders or globs with a run, checkpoint or ONNX file")
     p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
+    p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--backend", choices=backends, default="auto", help="default auto: the fastest that agrees with fp32")
@@ -27,7 +31,7 @@ def add(sub) -> None:
 
     p = sub.add_parser("serve", help="an HTTP service with a web page (POST /predict, GET /model, /health, /)")
     p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
-    p.add_argument("--weights", help="with a model name as SOURCE: its weights (torchvision .pth, safetensors, URL)")
+    p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--backend", choices=backends, default="auto")

@@ -19,10 +19,13 @@ EXAMPLES = {
     "train": ["cnnzoo train --model resnet18 --data digits",
               "cnnzoo train --model mobilenet_v2 --data photos/ --epochs 30 --out runs/photos",
               "cnnzoo train --resume runs/photos"],
-    "evaluate": ["cnnzoo evaluate runs/digits", "cnnzoo evaluate runs/photos --split val --which last"],
+    "evaluate": ["cnnzoo evaluate runs/digits", "cnnzoo evaluate runs/photos --split val --which last",
+                 "cnnzoo evaluate --model resnet50 --weights imagenet --data imagenet/val"],
     "bench": ["cnnzoo bench resnet50 mobilenet_v2 --batch-size 1,32", "cnnzoo bench 'vgg*' --mode train --budget 20"],
     "recommend": ["cnnzoo recommend --max-latency-ms 50", "cnnzoo recommend resnet50 mobilenet_v2 --max-params 10M"],
-    "weights": ["cnnzoo weights convert resnet18.pth --model resnet18 --out resnet18.safetensors"],
+    "weights": ["cnnzoo weights list 'resnet*'",
+                "cnnzoo weights convert resnet18.pth --model resnet18 --out resnet18.safetensors"],
+    "weights list": ["cnnzoo weights list", "cnnzoo weights list resnet50", "cnnzoo weights list 'mobilenet*' --json"],
     "weights convert": ["cnnzoo weights convert resnet18-f37072fd.pth --model resnet18 --out resnet18.safetensors",
                         "cnnzoo weights convert runs/digits --model resnet18 --out digits.safetensors"],
     "layers": ["cnnzoo layers resnet18", "cnnzoo layers vgg16 --input-size 64"],
@@ -36,7 +39,8 @@ EXAMPLES = {
                           "cnnzoo transfer finetune --model resnet18 --weights W --data photos/ --head-epochs 2 "
                           "--freeze-bn"],
     "export": ["cnnzoo export runs/digits", "cnnzoo export runs/digits --format onnx --dynamic-batch --out digits.onnx"],
-    "predict": ["cnnzoo predict runs/digits images/", "cnnzoo predict digits.onnx 'images/*.png' --top-k 3 --json"],
+    "predict": ["cnnzoo predict runs/digits images/", "cnnzoo predict digits.onnx 'images/*.png' --top-k 3 --json",
+                "cnnzoo predict resnet50 --weights imagenet cat.jpg"],
     "serve": ["cnnzoo serve runs/digits", "cnnzoo serve digits.onnx --port 8080 --max-batch 32"],
 }
 

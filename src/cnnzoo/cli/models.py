@@ -43,8 +43,21 @@ def _top1(entry: dict) -> float | None:
     return entry.get("top1")
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _with_weights(entry: dict) -> dict:
+    """The catalog entry with its default published weights' top-1/top-5 and source (None where there are none)."""
+    from ..pretrained import default
+
+    p = default(entry["name"])
+    return {**entry, "top1": p and p.top1, "top5": p and p.top5, "weights": p and p.source}
+
+
 def _run_list(args) -> int:
-    rows = catalog.entries(args.pattern, args.family, "name" if args.sort == "top1" else args.sort)
+    rows = [_with_weights(e) for e in catalog.entries(args.pattern, args.family,
+                                                      "name" if args.sort == "top1" else args.sort)]
     if args.sort == "top1":
         rows.sort(key=lambda e: (_top1(e) is None, -(_top1(e) or 0)))
     if not rows:
@@ -55,16 +68,16 @@ def _run_list(args) -> int:
 
         print(json.dumps(rows, indent=1, ensure_ascii=False))
         return 0
-    head = ("model", "family", "year", "params", f"MACs@{catalog.MACS_AT}", "input", "top-1", "weights")
+    head = ("model", "family", "year", "params", f"MACs@{catalog.MACS_AT}", "input", "top-1", "top-5", "weights")
     table = [head] + [(e["name"], e["family"], str(e["year"]), catalog.human(e["params"]), catalog.human(e["macs"]),
-                       str(e["input_size"]), f"{e['top1']:.1f}" if _top1(e) is not None else "-",
-                       e.get("weights") or "-") for e in rows]
+                       str(e["input_size"]), _pct(e["top1"]), _pct(e["top5"]), e["weights"] or "-") for e in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    right = {2, 3, 4, 5, 6}
+    right = {2, 3, 4, 5, 6, 7}
     for r in table:
         print("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
     print(f"\n{len(rows)} models; MACs = multiply-adds of one {catalog.MACS_AT}x{catalog.MACS_AT} image "
-          "(the lecture's 'flop'); `cnnzoo info MODEL` for one card", file=sys.stderr)
+          "(the lecture's 'flop'); top-1/top-5: ImageNet, of the default published weights (`cnnzoo weights list`)",
+          file=sys.stderr)
     return 0
 
 
@@ -75,7 +88,16 @@ def _run_info(args) -> int:
     entry = entries[args.model]
     print(catalog.format_card(entry))
     print(f"\n{entry['params']:,} parameters (1000 classes); {catalog.human(entry['macs'])} multiply-adds at "
-          f"{catalog.MACS_AT}x{catalog.MACS_AT}", flush=True)
+          f"{catalog.MACS_AT}x{catalog.MACS_AT}")
+    from ..pretrained import published, why_none
+
+    sets = published(args.model)
+    for p in sets:
+        acc = ", ".join(f"{k} {v:.2f}%" for k, v in (("top-1", p.top1), ("top-5", p.top5)) if v is not None)
+        print(f"published weights: --weights {p.spec} ({p.source}, {p.file}): ImageNet {acc}")
+    if not sets:
+        print(f"published weights: none ({why_none(args.model)})")
+    sys.stdout.flush()
     if not args.brief:
         from ..summary import format_summary, meta_model, summarize
 

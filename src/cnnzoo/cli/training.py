@@ -26,7 +26,10 @@ def add(sub) -> None:
     p.set_defaults(run=_run_train)
 
     p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
-    p.add_argument("target", metavar="RUN|CHECKPOINT", help="a run folder (runs/NAME) or a .pt checkpoint")
+    p.add_argument("target", metavar="RUN|CHECKPOINT", nargs="?",
+                   help="a run folder (runs/NAME) or a .pt checkpoint (or --model and --weights instead)")
+    p.add_argument("--model", help="score published or converted weights without a run: a model name ...")
+    p.add_argument("--weights", help="... and its weights: imagenet[:TAG], a file or a URL (with --data)")
     p.add_argument("--data", help="data to test on (default: the run's data, split as in training)")
     p.add_argument("--split", default="test", help="train, val or test (default test)")
     p.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of a run folder")
@@ -65,7 +68,7 @@ def _run_evaluate(args) -> int:
     from ..train import evaluate, format_report
 
     report = evaluate(args.target, data=args.data, split=args.split, which=args.which, out=args.out,
-                      batch_size=args.batch_size, device=args.device)
+                      batch_size=args.batch_size, device=args.device, model=args.model, weights=args.weights)
     print(format_report(report))
     return 0
 

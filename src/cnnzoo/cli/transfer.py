@@ -1,12 +1,18 @@
 """cnnzoo weights, layers, transfer: reusing a trained network (the lecture's three modes)."""
 from __future__ import annotations
 
+from ..errors import CnnzooError
+
 
 def add(sub) -> None:
     from ..train.config import add_arguments
 
-    p = sub.add_parser("weights", help="pretrained weights files (weights convert)")
+    p = sub.add_parser("weights", help="published weights by name, and weights files (weights list|convert)")
     actions = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    q = actions.add_parser("list", help="the published ImageNet weights of every model: tag, source, size, accuracy")
+    q.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern of model names (default: all)")
+    q.add_argument("--json", action="store_true", help="print one JSON document")
+    q.set_defaults(run=_run_weights_list)
     q = actions.add_parser("convert", help="check a weights file against an architecture; write it as safetensors")
     q.add_argument("file", help="a .pth/.pt file (torchvision's, a cnnzoo checkpoint), a run folder, "
                    "a .safetensors file or an http(s) URL")
@@ -38,6 +44,45 @@ def add(sub) -> None:
         q.add_argument("--config", help="YAML file of `cnnzoo train` settings; flags win")
         add_arguments(q)
         q.set_defaults(run=_run_transfer)
+
+
+def _run_weights_list(args) -> int:
+    import fnmatch
+
+    from .. import catalog
+    from ..pretrained import published, why_none
+
+    names = [n for n in catalog.load() if fnmatch.fnmatchcase(n, args.pattern)]
+    if not names:
+        raise CnnzooError(f"no model matches {args.pattern!r}; run `cnnzoo list` to see every name")
+    rows = [(n, published(n)) for n in names]
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps({n: [dict(dataclasses.asdict(p), spec=p.spec, license=p.license) for p in sets]
+                          or {"none": why_none(n)} for n, sets in rows}, indent=1))
+        return 0
+    head = ("model", "--weights", "source", "file", "MB", "top-1", "top-5", "license")
+    table = [head]
+    for name, sets in rows:
+        for p in sets:
+            table.append((name, p.spec, p.source, p.file, f"{p.mb:.0f}" if p.mb else "-", _pct(p.top1), _pct(p.top5),
+                          p.license))
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for r in table if len(table) > 1 else ():
+        print("  ".join(c.rjust(w) if i in (4, 5, 6) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    none = [(n, why_none(n)) for n, sets in rows if not sets]
+    if none:
+        print("\nno published ImageNet weights:" if len(table) > 1 else "no published ImageNet weights:")
+        width = max(len(n) for n, _ in none)
+        for n, why in none:
+            print(f"  {n:<{width}}  {why}")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _run_weights_convert(args) -> int:

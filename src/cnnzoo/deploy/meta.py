@@ -118,12 +118,13 @@ def read_onnx_meta(path: str | os.PathLike) -> ModelMeta:
 
 def load_source(source: str | os.PathLike, weights: str | os.PathLike | None = None) -> Source:
     """A run folder, a checkpoint, a `.onnx` file written by `cnnzoo export`, or a registered model name
-    with `weights` (a torchvision `.pth`, a safetensors file, a URL: see `pretrained_source`)."""
+    with `weights` (`imagenet[:TAG]`, a torchvision or pytorchcv `.pth`, a safetensors file, a URL: see
+    `pretrained_source`)."""
     from ..models import list_models
 
     if weights is not None or str(source) in list_models():
         if weights is None:
-            raise CnnzooError(f"{source} is an architecture, not a trained model; add --weights FILE|URL, "
+            raise CnnzooError(f"{source} is an architecture, not a trained model; add --weights imagenet|FILE|URL, "
                               f"or pass a run folder")
         return pretrained_source(str(source), weights)
     if is_onnx(source):
@@ -146,7 +147,7 @@ def pretrained_source(name: str, weights: str | os.PathLike) -> Source:
     from ..weights import file_classes, first_conv, load_pretrained, normalisation_of, read_weights
 
     card = get_card(name)  # an unknown name fails here, with suggestions
-    w = read_weights(weights)
+    w = read_weights(weights, model=name)
     with torch.device("meta"):
         probe = create_model(name)
     classes = w.info.get("classes") or _class_names(file_classes(probe, w.state_dict))

@@ -49,8 +49,8 @@ class TrainConfig:
     precision: str = _f("auto", "auto, fp32, bf16, fp16 (auto: bf16 where the hardware has it, else fp16 on CUDA)")
     channels_last: str | bool = _f("auto", "auto: on with bf16/fp16 (oneDNN and tensor cores prefer NHWC)")
     device: str = _f("auto", "auto, cpu, cuda")
-    weights: str | None = _f(None, "start from these weights: a file, run folder or URL (a head of another "
-                             "size is re-initialised; see `cnnzoo.weights`)")
+    weights: str | None = _f(None, "start from these weights: imagenet[:TAG] (published), a file, run folder or "
+                             "URL (a head of another size is re-initialised; see `cnnzoo.weights`)")
     seed: int = _f(0, "seeds the initial weights, the data order and the augmentation")
     workers: int | None = _f(None, "loader processes; default 0 for in-memory data, else min(4, cores)")
     threads: int | None = _f(None, "CPU threads per process; default: cores / local processes")

@@ -69,15 +69,22 @@ def _output_folder(target: str, ckpt_path: str) -> Path:
     return p.parent.parent if p.parent.name == "checkpoints" else p.parent
 
 
-def evaluate(target: str, *, data: str | None = None, split: str = "test", which: str = "best",
+def evaluate(target: str | None = None, *, data: str | None = None, split: str = "test", which: str = "best",
              out: str | None = None, batch_size: int = 128, device: str = "auto", precision: str | None = None,
-             workers: int = 0) -> dict[str, Any]:
+             workers: int = 0, model: str | None = None, weights: str | None = None) -> dict[str, Any]:
     """Score a run's (or a checkpoint's) model on a split; write `eval-SPLIT.json` and `confusion-SPLIT.png`.
 
-    `data` defaults to the data set the run was trained on, split the same way.
+    `data` defaults to the data set the run was trained on, split the same way. Without a run, `model` and
+    `weights` (e.g. "resnet50", "imagenet") score published or converted weights on `data`: for ImageNet's
+    validation folder (one folder per synset), the folders in sorted order are the class indices, and every image
+    is scored (`split` "all"); the report sets the published top-1/top-5 beside the measured ones.
     """
     dev = pick_device(device)
-    model, info = load_checkpoint(target, which=which, device=dev)
+    if model is not None:
+        return _evaluate_weights(model, weights, data, out, batch_size, dev, workers)
+    if target is None:
+        raise CnnzooError("evaluate what? pass a run folder or checkpoint, or --model NAME --weights W --data D")
+    net, info = load_checkpoint(target, which=which, device=dev)
     cfg = info.get("config") or {}
     spec = data or cfg.get("data")
     if not spec:
@@ -88,31 +95,71 @@ def evaluate(target: str, *, data: str | None = None, split: str = "test", which
     if source.classes != info["classes"]:
         raise CnnzooError(f"{spec} has classes {_short(source.classes)} but the model was trained on "
                           f"{_short(info['classes'])}; evaluate on data with the same class folders/labels")
-    precision = precision or cfg.get("precision", "fp32")
-    channels_last = bool(cfg.get("channels_last", False))
+    folder = Path(out) if out else _output_folder(target, info["path"])
+    report = _score(net, info, source.splits[split], f"{source.name}/{split}", folder, split, batch_size, dev,
+                    precision or cfg.get("precision", "fp32"), bool(cfg.get("channels_last", False)), workers)
+    report.update({"checkpoint": info["path"], "epoch": info["epoch"], "data": spec})
+    return _write_report(report, folder, split)
+
+
+def _evaluate_weights(name: str, weights: str | None, spec: str | None, out: str | None, batch_size: int,
+                      dev: torch.device, workers: int) -> dict[str, Any]:
+    from ..models import create_model, get_card
+    from ..weights import file_classes, load_pretrained, read_weights
+
+    if not weights or not spec:
+        raise CnnzooError("--model needs --weights (e.g. imagenet) and --data (e.g. the ImageNet validation folder)")
+    get_card(name)  # an unknown name fails here, with suggestions
+    w = read_weights(weights, model=name)
+    with torch.device("meta"):
+        probe = create_model(name)
+    n = file_classes(probe, w.state_dict)
+    source = load_data(spec, val=0, test=0)  # every image: the folders, sorted, are the class indices
+    if len(source.classes) != n:
+        raise CnnzooError(f"{spec} has {len(source.classes)} class folders, the weights {n} classes; ImageNet's "
+                          f"validation set has one folder per synset (n01440764, ...), 1000 in all")
+    net = create_model(name, num_classes=n).to(dev)
+    load_pretrained(net, w, log=lambda line: None)
+    info = {"model": name, "classes": w.info.get("classes") or source.classes, "in_chans": 3,
+            "input_size": int(w.info.get("input_size") or get_card(name).input_size),
+            "mean": w.info.get("mean") or [0.485, 0.456, 0.406], "std": w.info.get("std") or [0.229, 0.224, 0.225],
+            "crop_pct": float(w.info.get("crop_pct") or 0.875)}
+    folder = Path(out) if out else Path("runs") / f"eval-{name}-{Path(spec).name}"
+    report = _score(net.eval(), info, source.splits["train"], f"{source.name}/all", folder, "all", batch_size, dev,
+                    "fp32", False, workers)
+    report.update({"checkpoint": str(w.path), "epoch": None, "data": spec, "weights": str(weights),
+                   "published": w.info.get("published")})
+    return _write_report(report, folder, "all")
+
+
+def _score(model: torch.nn.Module, info: dict, split_data, title: str, folder: Path, split: str, batch_size: int,
+           dev: torch.device, precision: str, channels_last: bool, workers: int) -> dict[str, Any]:
+    """Top-1/top-5, loss, per-class accuracy and the confusion matrix (drawn into `folder`) of one split."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     tf = eval_transform(info["input_size"], info["mean"], info["std"], in_chans=info["in_chans"],
                         crop_pct=info["crop_pct"])
-    ds = ImageDataset(source.splits[split], tf, in_chans=info["in_chans"])
+    ds = ImageDataset(split_data, tf, in_chans=info["in_chans"])
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=dev.type == "cuda")
     r = evaluate_loader(model, loader, env=DistEnv(device=dev), precision=precision, channels_last=channels_last,
                         keep_predictions=True)
     if r["images"] == 0:
-        raise CnnzooError(f"no image of the {split} split could be read; run `cnnzoo data check {spec}`")
-    cm = confusion_matrix(r["pred"], r["target"], len(info["classes"]))
-    folder = Path(out) if out else _output_folder(target, info["path"])
+        raise CnnzooError(f"no image of {title} could be read; run `cnnzoo data check` on it")
+    classes = info["classes"]
+    cm = confusion_matrix(r["pred"], r["target"], len(classes))
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / f"confusion-{split}.png"
-    plot_confusion(cm, info["classes"], png, f"{info['model']} on {source.name}/{split}: top-1 {100 * r['top1']:.2f}%")
-    report = {
-        "checkpoint": info["path"], "model": info["model"], "epoch": info["epoch"], "data": spec, "split": split,
-        "images": r["images"], "top1": r["top1"], "top5": r["top5"], "loss": r["loss"],
-        "per_class": {c: acc for c, acc in zip(info["classes"], per_class_accuracy(cm))},
-        "per_class_images": {c: int(v) for c, v in zip(info["classes"], cm.sum(1).tolist())},
+    plot_confusion(cm, classes, png, f"{info['model']} on {title}: top-1 {100 * r['top1']:.2f}%")
+    return {
+        "model": info["model"], "split": split, "images": r["images"], "top1": r["top1"], "top5": r["top5"],
+        "loss": r["loss"], "per_class": {c: acc for c, acc in zip(classes, per_class_accuracy(cm))},
+        "per_class_images": {c: int(v) for c, v in zip(classes, cm.sum(1).tolist())},
         "confusion": cm.tolist(), "skipped": [list(s) for s in r["skipped"]], "confusion_png": str(png),
     }
+
+
+def _write_report(report: dict[str, Any], folder: Path, split: str) -> dict[str, Any]:
     tmp = folder / f".eval-{split}.json.tmp"
     tmp.write_text(json.dumps(report, indent=1))
     tmp.replace(folder / f"eval-{split}.json")
@@ -126,8 +173,13 @@ def _short(names: list[str], n: int = 5) -> str:
 
 def format_report(r: dict[str, Any], worst: int = 10) -> str:
     """The report as text: headline figures, then per-class accuracy (all classes, or the `worst` when many)."""
-    lines = [f"{r['model']} ({r['checkpoint']}, epoch {r['epoch']}) on {r['data']} / {r['split']}: {r['images']} images",
+    whence = f"epoch {r['epoch']}" if r.get("epoch") is not None else f"weights {r.get('weights')}"
+    lines = [f"{r['model']} ({r['checkpoint']}, {whence}) on {r['data']} / {r['split']}: {r['images']} images",
              f"top-1 {100 * r['top1']:.2f}%   top-5 {100 * r['top5']:.2f}%   loss {r['loss']:.4f}"]
+    pub = r.get("published")
+    if pub:
+        shown = "   ".join(f"{k} {v:.2f}%" for k, v in (("top-1", pub["top1"]), ("top-5", pub["top5"])) if v is not None)
+        lines.append(f"published ({pub['source']}, {pub['spec']}): {shown}")
     if r["skipped"]:
         lines.append(f"skipped {len(r['skipped'])} unreadable image(s): " + "; ".join(s[0] for s in r["skipped"][:5]))
     items = [(c, a, r["per_class_images"][c]) for c, a in r["per_class"].items()]

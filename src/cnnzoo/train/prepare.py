@@ -51,7 +51,7 @@ def read_start_weights(cfg: TrainConfig, source: DataSource, notes: list[str]):
         return None
     from ..weights import normalisation_of, read_weights
 
-    weights = read_weights(cfg.weights, log=notes.append)
+    weights = read_weights(cfg.weights, model=cfg.model, log=notes.append)
     own = normalisation_of(weights, cfg.in_chans or source.in_chans)
     if own and cfg.mean is None and cfg.std is None:
         cfg.mean, cfg.std = own
