@@ -80,7 +80,7 @@ def test_alexnet_2012_layers_are_the_papers():
 
 def test_alexnet_2012_towers_do_not_mix_in_conv2():
     # The first tower's conv2 maps (0-127) read only the first 48 of conv1's maps (the first GPU's).
-    conv2 = make_features(CFGS["alexnet_2012"].convs, in_chans=3)[4]
+    conv2 = make_features(CFGS["alexnet_2012"], in_chans=3)[4]
     x = torch.randn(1, 96, 9, 9)
     y = x.clone()
     y[:, 48:] += 1.0

@@ -144,9 +144,9 @@ def test_resnext_paper_table1():
 # ---- squeeze-and-excitation ----------------------------------------------------------------------------------
 
 
-def timm_se_width(channels: int) -> int:
-    """timm's make_divisible(channels / 16, divisor=8, round_limit=0.) from timm/layers/helpers.py."""
-    return max(8, int(channels / 16 + 8 / 2) // 8 * 8)
+def paper_se_width(channels: int) -> int:
+    """The SE paper's C/r with r = 16 (its released models, and pytorchcv's, agree; timm rounds up to 8s)."""
+    return channels // 16
 
 
 def se_params(depth: int) -> int:
@@ -155,7 +155,7 @@ def se_params(depth: int) -> int:
     total = 0
     for blocks, width in zip(TABLE1[depth], (64, 128, 256, 512)):
         c = width * expansion
-        r = timm_se_width(c)
+        r = paper_se_width(c)
         total += blocks * (c * r + r + r * c + c)
     return total
 
@@ -169,7 +169,7 @@ def test_se_param_counts(name, base, depth):
 
 
 def test_se_counts_equal_timm():
-    # timm's seresnet50: 28,088,024 parameters (results-imagenet.csv: seresnet50.ra2_in1k 28.09M). Its SE is
+    # timm's seresnet50 (and legacy_seresnet50, the authors' layout): 28,088,024 parameters. Its SE is
     # timm/layers/squeeze_excite.py SEModule (1x1 convs with bias, after bn3, before the sum, in
     # timm/models/resnet.py Bottleneck). The SE paper: "~2.5 million additional parameters" over ResNet-50.
     n = count_params(meta_model("seresnet50"))
@@ -179,17 +179,18 @@ def test_se_counts_equal_timm():
     assert round(count_params(meta_model("seresnext50_32x4d")) / 1e6, 1) == 27.6
 
 
-def test_se_widths_follow_timm_rounding():
+def test_se_widths_follow_the_paper():
     r18, r50 = meta_model("seresnet18"), meta_model("seresnet50")
-    assert [r18.get_submodule(f"layer{i}.0.se.fc1").out_channels for i in (1, 2, 3, 4)] == [8, 8, 16, 32]
+    assert [r18.get_submodule(f"layer{i}.0.se.fc1").out_channels for i in (1, 2, 3, 4)] == [4, 8, 16, 32]
     assert [r50.get_submodule(f"layer{i}.0.se.fc1").out_channels for i in (1, 2, 3, 4)] == [16, 32, 64, 128]
 
 
 def test_se_adds_almost_no_computation():
     # The gate runs on 1x1 pooled maps: per block 2*C*C/16 multiply-adds, nothing per pixel. The SE paper
     # reports +0.26% for SE-ResNet-50 (3.87 vs 3.86 GFLOPs, counting the pooling and scaling as well).
-    plain, se = gmacs_at_224(meta_model("resnet50")), gmacs_at_224(meta_model("seresnet50"))
-    fc_macs = sum(b * 2 * (w * 4) * timm_se_width(w * 4) for b, w in zip(TABLE1[50], (64, 128, 256, 512)))
+    # SE-ResNet-50 strides its bottlenecks' first 1x1, as the paper's ResNet-50 (v1) does.
+    plain, se = gmacs_at_224(meta_model("resnet50_v1")), gmacs_at_224(meta_model("seresnet50"))
+    fc_macs = sum(b * 2 * (w * 4) * paper_se_width(w * 4) for b, w in zip(TABLE1[50], (64, 128, 256, 512)))
     assert se - plain == pytest.approx(fc_macs / 1e9, abs=1e-9)
     assert 0 < (se - plain) / plain < 0.0026
 

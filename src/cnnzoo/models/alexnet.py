@@ -86,6 +86,8 @@ class AlexNetConfig:
     convs: tuple[Conv, ...]
     dropout_after_fc: bool = False  # the paper (and Caffe) drop fc6/fc7's outputs; torchvision drops their inputs
     paper_init: bool = False  # N(0, 0.01) weights, biases 1 in conv2, conv4, conv5, fc6, fc7 (paper, section 5)
+    ceil_pool: bool = False  # pools round up (Caffe's rule), as ZFNet's published 110 -> 55 -> 26 -> 13 -> 6 need
+    lrn_alpha: float = 1e-4  # the paper's alpha (PyTorch's LRN divides it by n, so it enters as n * alpha)
 
 
 CFGS: dict[str, AlexNetConfig] = {
@@ -111,10 +113,26 @@ CFGS: dict[str, AlexNetConfig] = {
         Conv(1024,  3,    1,   1,   1,    False, False),
         Conv(512,   3,    1,   1,   1,    False, True),
     )),
+    # ZF's Fig. 3 network, and its wider conv3-5 variant (section 5), as published with weights (pytorchcv's
+    # zfnet, zfnetb): the paper gives no LRN constants; these are its published weights' (n * alpha = 1e-4).
+    "zfnet_paper": AlexNetConfig((
+        Conv(96,    7,    2,   1,   1,    True,  True),
+        Conv(256,   5,    2,   0,   1,    True,  True),
+        Conv(384,   3,    1,   1,   1,    False, False),
+        Conv(384,   3,    1,   1,   1,    False, False),
+        Conv(256,   3,    1,   1,   1,    False, True),
+    ), dropout_after_fc=True, ceil_pool=True, lrn_alpha=1e-4 / 5),
+    "zfnet_paper_wide": AlexNetConfig((
+        Conv(96,    7,    2,   1,   1,    True,  True),
+        Conv(256,   5,    2,   0,   1,    True,  True),
+        Conv(512,   3,    1,   1,   1,    False, False),
+        Conv(1024,  3,    1,   1,   1,    False, False),
+        Conv(512,   3,    1,   1,   1,    False, True),
+    ), dropout_after_fc=True, ceil_pool=True, lrn_alpha=1e-4 / 5),
 }
 
 
-def local_response_norm() -> nn.LocalResponseNorm:
+def local_response_norm(alpha: float = 1e-4) -> nn.LocalResponseNorm:
     """The 2012 paper's local response normalization across channels (section 3.3):
 
         b_i = a_i / (k + alpha * sum_{|j - i| <= n/2} a_j^2)^beta,   n=5, k=2, alpha=1e-4, beta=0.75.
@@ -122,18 +140,18 @@ def local_response_norm() -> nn.LocalResponseNorm:
     PyTorch (like Caffe) divides alpha by n, so the paper's alpha enters as n * alpha. Caffe's reference
     AlexNet kept alpha=1e-4 in that divided convention, and k=1: a weaker normalization than the paper's.
     """
-    return nn.LocalResponseNorm(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)
+    return nn.LocalResponseNorm(size=5, alpha=5 * alpha, beta=0.75, k=2.0)
 
 
-def make_features(convs: tuple[Conv, ...], in_chans: int) -> nn.Sequential:
+def make_features(cfg: AlexNetConfig, in_chans: int) -> nn.Sequential:
     """The convolutional trunk as torchvision lays it out, conv, ReLU[, LRN][, pool], so indices match."""
     layers: list[nn.Module] = []
-    for c in convs:
+    for c in cfg.convs:
         layers += [nn.Conv2d(in_chans, c.width, c.kernel, c.stride, c.pad, groups=c.groups), nn.ReLU(inplace=True)]
         if c.lrn:  # after the ReLU, as the paper's section 3.3 says
-            layers.append(local_response_norm())
+            layers.append(local_response_norm(cfg.lrn_alpha))
         if c.pool:  # 3x3 windows at stride 2 overlap, which the paper found to overfit less than 2x2/2
-            layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
+            layers.append(nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=cfg.ceil_pool))
         in_chans = c.width
     return nn.Sequential(*layers)
 
@@ -148,7 +166,7 @@ class AlexNet(ZooModel):
     ) -> None:
         super().__init__()
         self.num_classes, self.num_features = num_classes, 4096
-        self.features = make_features(cfg.convs, in_chans)
+        self.features = make_features(cfg, in_chans)
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         flat = cfg.convs[-1].width * 6 * 6
         if cfg.dropout_after_fc:
@@ -231,3 +249,39 @@ def alexnet_2012(**kwargs) -> AlexNet:
 )
 def zfnet(**kwargs) -> AlexNet:
     return AlexNet(CFGS["zfnet"], **kwargs)
+
+
+_ZF_PAPER = (
+    "LRN after conv1 and conv2 with size 5, k 2, beta 0.75 and alpha 2e-5 (1e-4 / n): the paper names contrast "
+    "normalization but no constants; these are the ones its published weights (pytorchcv's zfnet) were trained "
+    "with.",
+    "Pools round up (Caffe's rule), which the paper's map sizes need: 224 -> 110 -> 55 -> 26 -> 13 -> 13 -> 6. "
+    "An adaptive 6x6 average pool before fc6 (the identity at 224) lets other sizes reach the classifier.",
+    "Dropout acts on the outputs of fc6 and fc7, as in AlexNet's paper; PyTorch's default initialization.",
+)
+
+
+@register_model(
+    ZFNET_CARD,
+    lecture="ILSVRC 2013 winner: top-5 error 16.4% -> 11.7% (the lecture's table shows its `zfnet` reading)",
+    min_input_size=47,
+    min_input_reason="conv2 (5x5, stride 2, unpadded) needs a 5x5 map, which conv1 (7x7/2) and a round-up 3x3/2 "
+                     "pool leave from 47 pixels",
+    deviations=("The paper's Fig. 3 network: 96 7x7/2 filters, 256 5x5/2, then AlexNet's 384-384-256; "
+                "62,357,608 parameters.",) + _ZF_PAPER,
+)
+def zfnet_paper(**kwargs) -> AlexNet:
+    return AlexNet(CFGS["zfnet_paper"], **kwargs)
+
+
+@register_model(
+    ZFNET_CARD,
+    lecture="The lecture's 'CONV3,4,5: 512, 1024, 512 filters', on the paper's network (its section 5 variant)",
+    min_input_size=47,
+    min_input_reason="conv2 (5x5, stride 2, unpadded) needs a 5x5 map, which conv1 (7x7/2) and a round-up 3x3/2 "
+                     "pool leave from 47 pixels",
+    deviations=("The paper's Fig. 3 network with conv3-5 of 512, 1024 and 512 filters (pytorchcv's zfnetb); "
+                "107,627,624 parameters.",) + _ZF_PAPER,
+)
+def zfnet_paper_wide(**kwargs) -> AlexNet:
+    return AlexNet(CFGS["zfnet_paper_wide"], **kwargs)

@@ -83,10 +83,13 @@ class PreActBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, cin: int, cout: int, stride: int, preact: bool) -> None:
+    def __init__(self, cin: int, preact: bool) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin) if preact else None
-        # The paper's shortcut B: a projection only where the identity cannot be added.
+
+    def add_shortcut(self, cin: int, cout: int, stride: int) -> None:
+        """The paper's shortcut B: a projection only where the identity cannot be added. Registered after the
+        residual branch, the order in which the published (pytorchcv) files list the tensors."""
         self.downsample = conv1x1(cin, cout, stride) if stride != 1 or cin != cout else None
 
     def residual(self, a: torch.Tensor) -> torch.Tensor:
@@ -107,10 +110,11 @@ class PreActBasicBlock(PreActBlock):
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int = 1, preact: bool = True) -> None:
-        super().__init__(cin, width, stride, preact)
+        super().__init__(cin, preact)
         self.conv1 = conv3x3(cin, width, stride)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width)
+        self.add_shortcut(cin, width, stride)
 
     def residual(self, a: torch.Tensor) -> torch.Tensor:
         return self.conv2(F.relu(self.bn2(self.conv1(a))))
@@ -126,12 +130,13 @@ class PreActBottleneck(PreActBlock):
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int = 1, preact: bool = True) -> None:
-        super().__init__(cin, width * self.expansion, stride, preact)
+        super().__init__(cin, preact)
         self.conv1 = conv1x1(cin, width, stride)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width)
         self.bn3 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, width * self.expansion)
+        self.add_shortcut(cin, width * self.expansion, stride)
 
     def residual(self, a: torch.Tensor) -> torch.Tensor:
         a = self.conv1(a)
@@ -155,6 +160,7 @@ class PreActResNet(ZooModel):
         layers: tuple[int, int, int, int],
         num_classes: int = 1000,
         in_chans: int = 3,
+        first_unit_preact: bool = False,
     ) -> None:
         super().__init__()
         unit = BLOCKS[block]
@@ -169,7 +175,8 @@ class PreActResNet(ZooModel):
             units = []
             for j in range(depth):
                 # The network's very first unit reads the stem's BN-ReLU output: no pre-activation of its own.
-                units.append(unit(cin, width, stride=2 if i > 0 and j == 0 else 1, preact=(i, j) != (0, 0)))
+                preact = first_unit_preact or (i, j) != (0, 0)
+                units.append(unit(cin, width, stride=2 if i > 0 and j == 0 else 1, preact=preact))
                 cin = width * unit.expansion
             stages.append(nn.Sequential(*units))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -224,3 +231,36 @@ def preact_resnet152(**kwargs) -> PreActResNet:
 @register_model(PREACT_RESNET)
 def preact_resnet200(**kwargs) -> PreActResNet:
     return PreActResNet(*CFGS[200], **kwargs)
+
+
+# ---- The published variant: gluon-cv's pre-activation ResNets, whose ImageNet weights pytorchcv serves ---------
+
+_GLUON = ("The published ImageNet variant (gluon-cv's, served by pytorchcv): the first unit pre-activates its "
+          "input again (BN-ReLU) after the stem's BN-ReLU and max-pool, 128 parameters more than the paper's "
+          "network, where the stem's BN-ReLU is that unit's pre-activation. Otherwise the same network "
+          "(tests/test_pytorchcv_weights.py: equal logits).",)
+
+
+@register_model(PREACT_RESNET, deviations=_NOT_IN_PAPER + _GLUON)
+def preact_resnet18_gluon(**kwargs) -> PreActResNet:
+    return PreActResNet(*CFGS[18], first_unit_preact=True, **kwargs)
+
+
+@register_model(PREACT_RESNET, deviations=_NOT_IN_PAPER + _GLUON)
+def preact_resnet34_gluon(**kwargs) -> PreActResNet:
+    return PreActResNet(*CFGS[34], first_unit_preact=True, **kwargs)
+
+
+@register_model(PREACT_RESNET, deviations=_NOT_IN_PAPER + _GLUON)
+def preact_resnet50_gluon(**kwargs) -> PreActResNet:
+    return PreActResNet(*CFGS[50], first_unit_preact=True, **kwargs)
+
+
+@register_model(PREACT_RESNET, deviations=_NOT_IN_PAPER + _GLUON)
+def preact_resnet101_gluon(**kwargs) -> PreActResNet:
+    return PreActResNet(*CFGS[101], first_unit_preact=True, **kwargs)
+
+
+@register_model(PREACT_RESNET, deviations=_GLUON)
+def preact_resnet152_gluon(**kwargs) -> PreActResNet:
+    return PreActResNet(*CFGS[152], first_unit_preact=True, **kwargs)

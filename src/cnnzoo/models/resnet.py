@@ -102,8 +102,8 @@ SE_RESNET = Card(
     url="https://arxiv.org/abs/1709.01507",
     min_input_reason=_MIN_REASON,
     lecture="Named in the lecture's 'Other CNN architectures' slide: Squeeze-and-Excitation Networks.",
-    deviations=(_ADAPTIVE_POOL, "Built as timm's seresnet models, with their parameter names (se.fc1, se.fc2); "
-                "the squeeze width C/16 is rounded to a multiple of 8, at least 8, as timm does."),
+    deviations=(_ADAPTIVE_POOL, "timm's parameter names for the gate (se.fc1, se.fc2, 1x1 convolutions); the "
+                "squeeze width is the paper's C/16 exactly (timm rounds it up to a multiple of 8)."),
 )
 
 
@@ -116,8 +116,8 @@ def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 
 def se_width(channels: int, reduction: int) -> int:
-    """C/r rounded to the nearest multiple of 8, at least 8: timm's `make_divisible(C/r, 8, round_limit=0)`."""
-    return max(8, int(channels / reduction + 4) // 8 * 8)
+    """C/r, the paper's squeeze width (64 channels give 4; the authors' release and pytorchcv agree)."""
+    return channels // reduction
 
 
 class SqueezeExcite(nn.Module):
@@ -403,34 +403,36 @@ def wide_resnet101_2(**kwargs) -> ResNet:
 # ---- SE-ResNet and SE-ResNeXt: every block's residual branch gated, reduction r = 16 --------------------------
 
 
-_SE_BASIC = ("timm's rounding gives the 64-channel blocks of the first stage a squeeze width of 8, not 64/16 = 4.",)
-_SE_V15 = ("Stride 2 on the bottleneck's 3x3 ('v1.5'), as timm's seresnet; the paper's Caffe SE-ResNets stride "
-           "the first 1x1 (timm's legacy_seresnet).",)
+_SE_V1 = ("Stride 2 on the bottleneck's first 1x1, as the SE paper's released Caffe models (3.86 GMACs for "
+          "SE-ResNet-50, the paper's 3.87 GFLOPs) and their published weights; timm's seresnet strides the 3x3 "
+          "('v1.5', 4.09 GMACs), its legacy_seresnet the 1x1.",)
+_SE_V15 = ("Stride 2 on the bottleneck's 3x3 ('v1.5'), as the published SE-ResNeXt weights (pytorchcv's, from "
+           "Cadene's port) were trained.",)
 
 
-@register_model(SE_RESNET, deviations=_SE_BASIC)
+@register_model(SE_RESNET)
 def seresnet18(**kwargs) -> ResNet:
     return ResNet(*CFGS[18], se_reduction=16, **kwargs)
 
 
-@register_model(SE_RESNET, deviations=_SE_BASIC)
+@register_model(SE_RESNET)
 def seresnet34(**kwargs) -> ResNet:
     return ResNet(*CFGS[34], se_reduction=16, **kwargs)
 
 
-@register_model(SE_RESNET, deviations=_SE_V15)
+@register_model(SE_RESNET, deviations=_SE_V1)
 def seresnet50(**kwargs) -> ResNet:
-    return ResNet(*CFGS[50], se_reduction=16, **kwargs)
+    return ResNet(*CFGS[50], stride_in_1x1=True, se_reduction=16, **kwargs)
 
 
-@register_model(SE_RESNET, deviations=_SE_V15)
+@register_model(SE_RESNET, deviations=_SE_V1)
 def seresnet101(**kwargs) -> ResNet:
-    return ResNet(*CFGS[101], se_reduction=16, **kwargs)
+    return ResNet(*CFGS[101], stride_in_1x1=True, se_reduction=16, **kwargs)
 
 
-@register_model(SE_RESNET, deviations=_SE_V15)
+@register_model(SE_RESNET, deviations=_SE_V1)
 def seresnet152(**kwargs) -> ResNet:
-    return ResNet(*CFGS[152], se_reduction=16, **kwargs)
+    return ResNet(*CFGS[152], stride_in_1x1=True, se_reduction=16, **kwargs)
 
 
 @register_model(SE_RESNET, deviations=_SE_V15)

@@ -49,6 +49,8 @@ class CvWeights:
 
 # cnnzoo name, pytorchcv name, top-5 error (1/100 %), SHA-1 of the .pth, release
 _ROWS = """
+zfnet_paper             zfnet               1727 d010ddca1eb32a50a8cceb475c792f53e769b631 v0.0.395
+zfnet_paper_wide        zfnetb              1490 f6bec24eba037c8e4956704ed5bafaed29966601 v0.0.400
 mobilenet_v1            mobilenet_w1        0895 7e1d739f0fd4b95c16eef077c5dc0a5bb1da8ad5 v0.0.155
 mobilenet_v1_075        mobilenet_w3d4      1076 d801bcaea83885b16a0306b8b77fe314bbc585c3 v0.0.130
 mobilenet_v1_050        mobilenet_wd2       1355 41a21242c95050407df876cfa44bb5d3676aa751 v0.0.156
@@ -62,7 +64,16 @@ shufflenet_v1_g3_x0_5   shufflenet_g3_wd2   2080 ccaacfc8d9ac112c6143269df6e258f
 resnet50_v1             resnet50            0633 b00d1c8e52aa7a2badc705b1545aaf6ccece6ce9 v0.0.329
 resnet101_v1            resnet101           0540 65faf44721096a75fa72b875efb416513f864078 v0.0.499
 resnet152_v1            resnet152           0468 d46977ddb5660bb523e9f2de50e5d16cef8e3027 v0.0.518
+seresnet18              seresnet18          0961 022123a5e88c9917e63165f5b5a7808a606d452a v0.0.355
+seresnet50              seresnet50          0575 004bfde422c860c4f11b1e1190bb5a8db477d939 v0.0.441
+seresnet101             seresnet101         0460 37851448605dae67bbf83ff8e7f7e7cc367e1746 v0.0.533
+seresnet152             seresnet152         0439 7a6b02ac25caccb0420eea542c625f9b0bfb3e03 v0.0.538
 seresnext50_32x4d       seresnext50_32x4d   0451 52029a7f6170873b2d50a7016fba053e98183f7b v0.0.505
+preact_resnet18_gluon   preresnet18         0972 5651bc2dbb200382822a6b64375d240f747cc726 v0.0.140
+preact_resnet34_gluon   preresnet34         0774 fd5bd1e883048e29099768465df2dd9e891803f4 v0.0.300
+preact_resnet50_gluon   preresnet50         0647 222ca73b021f893b925c15e24ea2a6bc0fdf2546 v0.0.330
+preact_resnet101_gluon  preresnet101        0563 8ec82f7d697b7329aea2c95b399093e9cb2b1114 v0.0.504
+preact_resnet152_gluon  preresnet152        0464 baeb6c5208310ab7c919fc0da3c20267471a8fa1 v0.0.510
 """
 
 TABLE: dict[str, CvWeights] = {
@@ -79,15 +90,25 @@ NO_WEIGHTS = {
     "vgg11_lrn": "VGG's configuration A-LRN was never published with weights",
     "vgg16_c": "VGG's configuration C (with 1x1 convolutions) was never published with weights",
     "zfnet": "the lecture's reading (7x7/2 conv1 and 512/1024/512 filters on torchvision's AlexNet); the "
-             "published ZFNet weights are for the paper's own network",
+             "published ZFNet weights are for the paper's own networks, zfnet_paper and zfnet_paper_wide",
+    **{f"mobilenet_v2_{w}": "torchvision's and the paper's code's width rule (every width rounded to a multiple of "
+                            "8); pytorchcv's published mobilenetv2 widths truncate instead (int(c * alpha)), so its "
+                            "weights do not fit" for w in ("075", "050")},
     "seresnet34": "pytorchcv publishes no SE-ResNet-34 weights (its table's row is empty), nor does the SE paper",
+    **{f"preact_resnet{d}": f"the paper's network, whose stem BN-ReLU is the first unit's pre-activation; the "
+                            f"published weights are for preact_resnet{d}_gluon, which pre-activates again"
+       for d in (18, 34, 50, 101, 152)},
+    "preact_resnet200": "pytorchcv's weights are for preresnet200b, its 'b' layout (stride on each bottleneck's "
+                        "3x3), where this model strides the first 1x1 as the paper's code does",
 }
 
 
 def looks_like_pytorchcv(state_dict: dict) -> bool:
-    """pytorchcv's layout: `features.init_block...` first and an `output` classifier."""
+    """pytorchcv's layout: `features.init_block...` (or, in its AlexNets, `features.stage1...`) first, and an
+    `output` classifier."""
     keys = list(state_dict)
-    return bool(keys) and keys[0].startswith("features.init_block.") and any(k.startswith("output.") for k in keys)
+    return bool(keys) and keys[0].startswith(("features.init_block.", "features.stage1.")) \
+        and any(k.startswith("output.") for k in keys)
 
 
 
