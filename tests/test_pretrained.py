@@ -130,12 +130,16 @@ def logits(model, seed=0, size=64):
 
 
 def test_good_downloads_land_verified_and_load_once(env, files):
+    from cnnzoo.pretrained.load import cached
+
+    assert cached("shufflenet_v2_x0_5") is None  # what the tour asks before it starts from ImageNet
     for _ in range(2):
         ours = create_model("shufflenet_v2_x0_5", pretrained=True)
         torch.testing.assert_close(logits(ours), logits(files["tv"]))
         cv = create_model("mobilenet_v1_025", pretrained="imagenet")
         torch.testing.assert_close(logits(cv, size=224), logits(files["cv"], size=224), atol=1e-5, rtol=1e-5)
     assert len(env["hits"]) == 2  # each file fetched once; the second load reads the verified cache
+    assert cached("shufflenet_v2_x0_5") == env["cache"] / files["tv_file"] and cached("resnet50") is None
     assert cache_files(env["cache"]) == sorted([".cnnzoo-verified.json", files["tv_file"], files["cv_file"]])
 
 
@@ -253,3 +257,9 @@ def test_evaluate_published_style_weights_on_a_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "on " + str(tmp_path / "val") + " / all: 6 images" in out and (tmp_path / "out" / "eval-all.json").exists()
     assert main(["evaluate", "--model", "resnet18", "--data", str(tmp_path / "val")]) == 2
+
+
+def test_weights_doc_is_current():
+    r = subprocess.run([sys.executable, "scripts/make_weights_doc.py", "--check"], cwd=Path(__file__).parent.parent,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}, timeout=120)
+    assert r.returncode == 0, "docs/weights.md is stale: run scripts/make_weights_doc.py"

@@ -141,10 +141,15 @@ def chapter_training(report: Report, out: Path, quick: bool = False) -> Path:
 
 
 def chapter_transfer(report: Report, out: Path, quick: bool = False) -> None:
+    from .pretrained.load import cached
     from .transfer.experiment import format_table, quick_experiment, summarize
 
-    result = quick_experiment(out=_fresh(out / "transfer"), log=lambda line: None)
-    print(_heading("Transfer learning: digits 0-4 -> digits 5-9, one labelled image per class"))
+    # "Don't be a hero": start from ImageNet when its weights are already on this machine (the tour downloads
+    # nothing); else from a ResNet-18 trained here on digits 0-4.
+    start = "imagenet" if cached("resnet18") else None
+    result = quick_experiment(out=_fresh(out / "transfer"), log=lambda line: None, start=start)
+    print(_heading("Transfer learning: digits 0-4 -> digits 5-9, one labelled image per class" if start is None else
+                   "Transfer learning: ImageNet -> digits 5-9, one labelled image per class"))
     table = format_table(result)
     print(table)
     stats = summarize(result)
@@ -153,12 +158,18 @@ def chapter_transfer(report: Report, out: Path, quick: bool = False) -> None:
             for (_, arm), (top1, _, _) in stats.items()]
 
     sec = report.section("4. Transfer learning")
-    sec.text(f"The lecture's three ways of reusing a trained network. ResNet-18 is trained on digits 0-4 "
-             f"(test top-1 {100 * result['pretrain']['test_top1']:.1f}%), then used for digits 5-9 with a single "
-             f"labelled image per class: its activations as features for logistic regression, a new last layer "
-             f"on the frozen network, or the whole network fine-tuned; against the same network trained from "
-             f"scratch on the same five images with the same budget. One seed here; benchmarks/RESULTS.md has "
-             f"the full experiment (1 to 10 images per class, five seeds).")
+    if start is None:
+        origin = (f"ResNet-18 is trained on digits 0-4 (test top-1 {100 * result['pretrain']['test_top1']:.1f}%); "
+                  f"torchvision's ImageNet weights were not in the cache (`cnnzoo predict resnet18 --weights "
+                  f"imagenet IMAGE` fetches them, and the tour then starts from them)")
+    else:
+        origin = ("ResNet-18 starts from torchvision's ImageNet weights, found in the cache (its first convolution "
+                  "summed to one grey channel, a new head)")
+    sec.text(f"The lecture's three ways of reusing a trained network. {origin}. It is then used for digits 5-9 with "
+             f"a single labelled image per class: its activations as features for logistic regression, a new "
+             f"last layer on the frozen network, or the whole network fine-tuned; against the same network "
+             f"trained from scratch on the same five images with the same budget. One seed here; "
+             f"benchmarks/RESULTS.md has the full experiment (1 to 10 images per class, five seeds).")
     sec.table(rows, caption=f"test top-1 on all {result.get('test_images', 179)} test images of digits 5-9")
     sec.link(out / "transfer", "the transfer runs", note="one run folder per mode, with results.json")
 

@@ -83,7 +83,7 @@ def fetch(url: str, file: str, check: Check, *, cache: str | os.PathLike | None 
     folder = cache_dir(cache)
     target = folder / file
     if target.is_file():
-        if _verified(target, check):
+        if verified(target, check):
             return target
         log(f"{target} does not match its {check}; downloading it again")
         target.unlink()
@@ -193,7 +193,7 @@ def _stamps(folder: Path) -> dict:
         return {}
 
 
-def _verified(path: Path, check: Check) -> bool:
+def verified(path: Path, check: Check) -> bool:
     """Whether the cached file hashes to `check`; the digest of an unchanged file is read from the stamps."""
     stamp = _stamps(path.parent).get(path.name)
     if stamp and stamp[:2] == _stamp_key(path) and stamp[2] == check.algorithm:

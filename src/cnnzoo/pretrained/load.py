@@ -7,9 +7,10 @@ names, the preprocessing they were evaluated with (resize, crop, mean, std) and 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..weights import Log, Weights, read_weights
-from .fetch import Check, fetch
+from .fetch import Check, cache_dir, fetch, verified
 from .tables import Published, resolve
 
 
@@ -20,6 +21,17 @@ def read_published(model: str, spec: str = "imagenet", *, cache: str | os.PathLi
     weights = read_weights(path, model=model, log=log)
     weights.info.update(info_of(p))
     return weights
+
+
+def cached(model: str, spec: str = "imagenet") -> Path | None:
+    """The verified cached file of `model`'s published weights, if it is already on this machine (no download)."""
+    from .tables import published
+
+    if not any(p.spec == spec or p.tag == spec.partition(":")[2] for p in published(model)):
+        return None
+    p = resolve(model, spec)
+    path = cache_dir() / p.file
+    return path if path.is_file() and verified(path, Check(sha256=p.sha256, sha1=p.sha1)) else None
 
 
 def info_of(p: Published) -> dict:

@@ -37,22 +37,26 @@ def digits_experiment(model: str = "resnet18", *, shots: tuple[int, ...] = (5,),
                       pretrain_epochs: int = 15, epochs: int = 30, arms: dict | None = None,
                       out: str | Path = "runs/transfer-digits", source: str = "0-4", target: str = "5-9",
                       pretrain_settings: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-                      **settings: Any) -> dict[str, Any]:
+                      start: str | None = None, **settings: Any) -> dict[str, Any]:
     """Pretrain `model` on digits `source`, then run every arm on `target` for each shot count and seed.
 
     `arms` maps a name to (mode, settings) as `ARMS` does. `settings` go to every run, pretraining
     included (`input_size`, `threads`, `batch_size`, `lr`, `precision`, ...), and `pretrain_settings`
-    to pretraining only. The pretraining run is reused when `out/pretrain` already holds one.
+    to pretraining only. The pretraining run is reused when `out/pretrain` already holds one. `start`
+    (e.g. "imagenet") transfers from those weights instead, with no pretraining on digits.
     """
     out, arms = Path(out), arms or ARMS
     pre = out / "pretrain"
     common = {"model": model, "data": "digits", "quiet": True, **settings}
-    if not (pre / "results.json").is_file():
-        log(f"pretraining {model} on digits {source} for {pretrain_epochs} epochs -> {pre}")
-        transfer("finetune", classes=source, epochs=pretrain_epochs, out=str(pre), seed=0,
-                 **common | (pretrain_settings or {}))
-    pretrain = json.loads((pre / "results.json").read_text())
-    log(f"  digits {source}: test top-1 {100 * pretrain['test_top1']:.2f}% ({pretrain['seconds']:.0f} s)")
+    pretrain: dict[str, Any] = {}
+    if start is None:
+        if not (pre / "results.json").is_file():
+            log(f"pretraining {model} on digits {source} for {pretrain_epochs} epochs -> {pre}")
+            transfer("finetune", classes=source, epochs=pretrain_epochs, out=str(pre), seed=0,
+                     **common | (pretrain_settings or {}))
+        pretrain = json.loads((pre / "results.json").read_text())
+        log(f"  digits {source}: test top-1 {100 * pretrain['test_top1']:.2f}% ({pretrain['seconds']:.0f} s)")
+    weights = start or str(pre)
     rows = []
     for k in shots:
         for seed in seeds:
@@ -66,24 +70,26 @@ def digits_experiment(model: str = "resnet18", *, shots: tuple[int, ...] = (5,),
                         r = json.loads((folder / "results.json").read_text())
                     else:
                         r = transfer(mode, classes=target, shots=k, seed=seed, epochs=epochs, out=str(folder),
-                                     **common | {"weights": str(pre)} | extra)
+                                     **common | {"weights": weights} | extra)
                     row = {"top1": r["test_top1"], "top5": r["test_top5"], "seconds": r["seconds"]}
                 rows.append({"shots": k, "arm": arm, "seed": seed, "top1": row["top1"], "top5": row["top5"],
                              "seconds": row["seconds"]})
                 log(f"  {k}-shot  {arm}  seed {seed}: test top-1 {100 * row['top1']:.2f}%  ({row['seconds']:.1f} s)")
-    return {"model": model, "source": source, "target": target, "pretrain_epochs": pretrain_epochs,
+    return {"model": model, "source": start or source, "target": target, "pretrain_epochs": pretrain_epochs,
             "pretrain": {k: pretrain.get(k) for k in ("test_top1", "best_val_top1", "seconds")}, "epochs": epochs,
             "seeds": list(seeds), "rows": rows, "settings": settings}
 
 
-def quick_experiment(out: str | Path = "runs/tour/transfer", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The experiment at tour size (about 30 s on 2 cores): ResNet-18 pretrained on digits 0-4 for 3 epochs,
-    then one labelled image per class of digits 5-9, 20 epochs of one batch, one seed."""
+def quick_experiment(out: str | Path = "runs/tour/transfer", log: Callable[[str], None] = print,
+                     start: str | None = None) -> dict[str, Any]:
+    """The experiment at tour size (about 30 s on 2 cores): ResNet-18 pretrained on digits 0-4 for 3 epochs
+    (or `start`'s weights, e.g. "imagenet"), then one labelled image per class of digits 5-9, 20 epochs of one
+    batch, one seed."""
     arms = {"scratch": ARMS["scratch"], "features (layer3)": ("features", {"layer": "layer3"}),
             "linear": ARMS["linear"], "finetune (frozen BN)": ("finetune", {"backbone_lr": 1.0, "freeze_bn": True})}
     return digits_experiment("resnet18", shots=(1,), seeds=(0,), pretrain_epochs=3, epochs=20, arms=arms, out=out,
                              pretrain_settings={"batch_size": 16, "lr": 0.0125}, batch_size=5, lr=0.05 * 5 / 64,
-                             input_size=32, threads=1, precision="fp32", log=log)
+                             input_size=32, threads=1, precision="fp32", log=log, start=start)
 
 
 def pixels_baseline(target: str, shots: int, seed: int) -> dict[str, Any]:
