@@ -6,12 +6,14 @@ import sys
 
 WEIGHTS_HELP = ("with a model name as SOURCE: its weights: imagenet[:TAG] (published), a torchvision or pytorchcv "
                 ".pth, a .safetensors file or a URL")
+ENSEMBLE = "several runs or checkpoints: their ensemble (mean of softmax; same classes and input size)"
+TTA = ("flip", "5crop", "10crop")  # data.tta.VIEWS, not imported here
 
 
 def add(sub) -> None:
     backends = ("auto", "eager", "bf16", "compile", "onnxruntime", "int8")  # deploy.backends.NAMES, not imported here
     p = sub.add_parser("export", help="export a run to ONNX or a torch.export program, verified against PyTorch")
-    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL", nargs="+", help=f"one model, or {ENSEMBLE}: one graph")
     p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--format", choices=("onnx", "pt2"), default="onnx")
     p.add_argument("--out", help="output file (default RUN/export/MODEL.FORMAT)")
@@ -21,8 +23,11 @@ def add(sub) -> None:
 
     p = sub.add_parser("predict", help="classify image files, folders or globs with a run, checkpoint or ONNX file")
     p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="[RUN...] IMAGE",
+                   help=f"image files, folders or globs; run folders or checkpoints before them make {ENSEMBLE}")
     p.add_argument("--weights", help=WEIGHTS_HELP)
+    p.add_argument("--tta", choices=TTA, help="average the softmax over test-time views: the centre crop and its "
+                   "mirror, 5 crops (corners, centre) or those 10 crops and their mirrors (AlexNet)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--backend", choices=backends, default="auto", help="default auto: the fastest that agrees with fp32")
@@ -30,7 +35,7 @@ def add(sub) -> None:
     p.set_defaults(run=_run_predict)
 
     p = sub.add_parser("serve", help="an HTTP service with a web page (POST /predict, GET /model, /health, /)")
-    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
+    p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL", nargs="+", help=f"one model, or {ENSEMBLE}")
     p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     p.add_argument("--port", type=int, default=8000)
@@ -44,10 +49,10 @@ def add(sub) -> None:
 
 
 def _run_export(args) -> int:
+    from ..deploy.ensemble import load_ensemble
     from ..deploy.export import export_run, format_report
-    from ..deploy.meta import load_source
 
-    print(format_report(export_run(load_source(args.source, args.weights), args.format, args.out, dynamic_batch=args.dynamic_batch,
+    print(format_report(export_run(load_ensemble(args.source, args.weights), args.format, args.out, dynamic_batch=args.dynamic_batch,
                                    images=args.images)))
     return 0
 
@@ -55,10 +60,16 @@ def _run_export(args) -> int:
 def _run_predict(args) -> int:
     import json
 
-    from ..deploy.meta import load_source
+    from ..deploy.ensemble import load_ensemble, split_sources
     from ..deploy.predict import format_predictions, predict
+    from ..errors import CnnzooError
 
-    r = predict(load_source(args.source, args.weights), args.images, top_k=args.top_k, backend=args.backend, batch_size=args.batch_size)
+    more, images = split_sources(args.images)
+    if not images:
+        raise CnnzooError(f"no image given after the model(s) {', '.join([args.source, *more])}; add image files, "
+                          f"folders or globs")
+    r = predict(load_ensemble([args.source, *more], args.weights), images, top_k=args.top_k, backend=args.backend,
+                batch_size=args.batch_size, tta=args.tta)
     if args.json:
         print(json.dumps(r.to_dict(), indent=1))
     else:
@@ -76,10 +87,10 @@ def _run_serve(args) -> int:
 
     cfg = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                       max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
-    print(f"loading {args.source} and choosing a backend...", file=sys.stderr, flush=True)
-    from ..deploy.meta import load_source
+    print(f"loading {' + '.join(args.source)} and choosing a backend...", file=sys.stderr, flush=True)
+    from ..deploy.ensemble import load_ensemble
 
-    pred = Predictor(load_source(args.source, args.weights), args.backend, batch_size=cfg.max_batch)
+    pred = Predictor(load_ensemble(args.source, args.weights), args.backend, batch_size=cfg.max_batch)
     if pred.measured:
         print(format_selection(pred), file=sys.stderr)
     else:

@@ -26,8 +26,9 @@ def add(sub) -> None:
     p.set_defaults(run=_run_train)
 
     p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
-    p.add_argument("target", metavar="RUN|CHECKPOINT", nargs="?",
-                   help="a run folder (runs/NAME) or a .pt checkpoint (or --model and --weights instead)")
+    p.add_argument("target", metavar="RUN|CHECKPOINT", nargs="*",
+                   help="a run folder (runs/NAME) or a .pt checkpoint (or --model and --weights instead); several: "
+                   "each member and their ensemble (mean of softmax), with the gain over the best member")
     p.add_argument("--model", help="score published or converted weights without a run: a model name ...")
     p.add_argument("--weights", help="... and its weights: imagenet[:TAG], a file or a URL (with --data)")
     p.add_argument("--data", help="data to test on (default: the run's data, split as in training)")
@@ -36,6 +37,9 @@ def add(sub) -> None:
     p.add_argument("--out", help="folder for eval-SPLIT.json and confusion-SPLIT.png (default: the run folder)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--tta", choices=("flip", "5crop", "10crop"),
+                   help="also score test-time views (softmax averaged: centre crop and mirror, 5 crops, 10 crops): "
+                   "the gain over the centre crop, and the cost")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -65,10 +69,22 @@ def _run_train(args) -> int:
 
 
 def _run_evaluate(args) -> int:
+    from ..errors import CnnzooError
     from ..train import evaluate, format_report
 
-    report = evaluate(args.target, data=args.data, split=args.split, which=args.which, out=args.out,
-                      batch_size=args.batch_size, device=args.device, model=args.model, weights=args.weights)
+    if len(args.target) > 1:
+        from ..deploy.ensemble import evaluate_ensemble, format_members
+
+        if args.model or args.weights:
+            raise CnnzooError("--model/--weights score one model; an ensemble takes run folders or checkpoints only")
+        report = evaluate_ensemble(args.target, data=args.data, split=args.split, which=args.which, out=args.out,
+                                   batch_size=args.batch_size, device=args.device, tta=args.tta)
+        print(format_report(report))
+        print(format_members(report))
+        return 0
+    report = evaluate(args.target[0] if args.target else None, data=args.data, split=args.split, which=args.which,
+                      out=args.out, batch_size=args.batch_size, device=args.device, model=args.model,
+                      weights=args.weights, tta=args.tta)
     print(format_report(report))
     return 0
 

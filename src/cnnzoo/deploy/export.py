@@ -290,8 +290,9 @@ def export_model(model: nn.Module, meta: ModelMeta, fmt: str, out: str | os.Path
 
 
 def default_out(source: str | os.PathLike, meta: ModelMeta, fmt: str) -> Path:
-    """RUN/export/MODEL.FMT for a run folder or a checkpoint inside one, else next to the checkpoint."""
-    p = Path(meta.checkpoint or source)
+    """RUN/export/MODEL.FMT for a run folder or a checkpoint inside one, else next to the checkpoint (an
+    ensemble's: its first member's)."""
+    p = Path(meta.checkpoint or (meta.members[0]["checkpoint"] if meta.members else source))
     folder = p.parent.parent if p.parent.name == "checkpoints" else p.parent
     return folder / "export" / f"{meta.model}.{fmt}"
 

@@ -106,12 +106,16 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[Failure]]:
 
 
 class Preprocess:
-    """PIL image -> the normalised C x H x W tensor the model was evaluated on (the trainer's eval preset)."""
+    """PIL image -> the normalised C x H x W tensor the model was evaluated on (the trainer's eval preset),
+    or with `tta` (flip, 5crop, 10crop) its V x C x H x W test-time views (`data.tta.Views`)."""
 
-    def __init__(self, meta: ModelMeta) -> None:
+    def __init__(self, meta: ModelMeta, tta: str | None = None) -> None:
+        from ..data.tta import Views
+
         self.mode = "L" if meta.in_chans == 1 else "RGB"
-        self.transform = eval_transform(meta.input_size, meta.mean, meta.std, in_chans=meta.in_chans,
-                                        crop_pct=meta.crop_pct)
+        args = (meta.input_size, meta.mean, meta.std)
+        kw = {"in_chans": meta.in_chans, "crop_pct": meta.crop_pct}
+        self.transform = Views(tta, *args, **kw) if tta else eval_transform(*args, **kw)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         return self.transform(img)

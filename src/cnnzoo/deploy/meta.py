@@ -35,6 +35,8 @@ class ModelMeta:
     epoch: int | None = None
     best_top1: float | None = None
     checkpoint: str | None = None
+    hflip: bool | None = None  # trained on mirror images too (None: not recorded); test-time flips need it
+    members: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # an ensemble's: model, checkpoint
 
     @property
     def num_classes(self) -> int:
@@ -59,7 +61,8 @@ class ModelMeta:
                    std=[float(v) for v in info["std"]], crop_pct=float(info.get("crop_pct") or 0.875),
                    data=cfg.get("data"),
                    split={k: cfg[k] for k in ("val", "test", "split_seed") if k in cfg},
-                   epoch=info.get("epoch"), best_top1=info.get("best_top1"), checkpoint=info.get("path"))
+                   epoch=info.get("epoch"), best_top1=info.get("best_top1"), checkpoint=info.get("path"),
+                   hflip=cfg.get("hflip"))
 
     @classmethod
     def untrained(cls, name: str, num_classes: int = 1000, in_chans: int = 3, input_size: int | None = None) -> ModelMeta:

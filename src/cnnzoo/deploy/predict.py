@@ -41,6 +41,7 @@ class PredictReport:
     failures: list[Failure]
     seconds: float
     measured: list[Measured] = dataclasses.field(default_factory=list)
+    tta: str | None = None  # test-time views averaged (data.tta.VIEWS), None for the centre crop
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,7 +49,7 @@ class PredictReport:
             "predictions": [{"input": p.input, "top": [{"label": c, "probability": round(pr, 6)} for c, pr in p.top]}
                             for p in self.predictions],
             "failures": [dataclasses.asdict(f) for f in self.failures],
-            "seconds": round(self.seconds, 4),
+            "seconds": round(self.seconds, 4), "tta": self.tta,
         }
 
 
@@ -61,17 +62,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Predictor:
     """A model ready for images. `backend`: auto or a name from `backends.NAMES`.
 
-    `expected_images` tells `auto` how much work is coming (None: a server, so always measure).
+    `expected_images` tells `auto` how much work is coming (None: a server, so always measure). `tta` (flip,
+    5crop, 10crop) predicts the mean softmax over test-time views of each image (`data.tta`).
     """
 
     def __init__(self, source: str | os.PathLike | Source, backend: str = "auto", *, batch_size: int = 32,
-                 expected_images: int | None = None, probe: list[str] | None = None) -> None:
+                 expected_images: int | None = None, probe: list[str] | None = None, tta: str | None = None) -> None:
         self.source = source if isinstance(source, Source) else load_source(source)
         self.meta: ModelMeta = self.source.meta
-        self.pre = Preprocess(self.meta)
+        if tta:
+            from ..data.tta import check_tta
+
+            check_tta(tta, self.meta.hflip, self.source.path)
+        self.pre = Preprocess(self.meta)  # the backend is chosen on single views
         self.batch_size = batch_size
         self.measured: list[Measured] = []
         self.backend, self.reason = self._choose(backend, expected_images, probe)
+        self.tta = tta
+        if tta:
+            self.pre = Preprocess(self.meta, tta)
 
     def _calibration(self) -> torch.Tensor | None:
         return real_images(self.meta, 64, split="train")[0]
@@ -107,6 +116,10 @@ class Predictor:
         return x, ok, failed
 
     def probabilities(self, x: torch.Tensor) -> np.ndarray:
+        """N x classes probabilities of N images, or of N x V views (then averaged over the views)."""
+        if x.ndim == 5:
+            n, v = x.shape[:2]
+            return self.probabilities(x.flatten(0, 1)).reshape(n, v, -1).mean(axis=1)
         return softmax(self.backend(x).astype(np.float64))
 
     def top(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -116,15 +129,16 @@ class Predictor:
 
 
 def predict(source: str | os.PathLike | Source | Predictor, inputs: list[str], *, top_k: int = 5, backend: str = "auto",
-            batch_size: int = 32) -> PredictReport:
-    """Top-k classes of every image in `inputs` (files, folders, globs); unreadable ones in `failures`."""
+            batch_size: int = 32, tta: str | None = None) -> PredictReport:
+    """Top-k classes of every image in `inputs` (files, folders, globs); unreadable ones in `failures`.
+    `tta`: average the softmax over test-time views (flip, 5crop, 10crop) of each image."""
     start = time.perf_counter()
     paths, failures = expand_inputs(inputs)
     if not paths:
         detail = "; ".join(f"{f.input}: {f.error}" for f in failures) or "no inputs given"
         raise CnnzooError(f"no image to predict ({detail})")
     pred = source if isinstance(source, Predictor) else Predictor(
-        source, backend, batch_size=batch_size, expected_images=len(paths), probe=[str(p) for p in paths])
+        source, backend, batch_size=batch_size, expected_images=len(paths), probe=[str(p) for p in paths], tta=tta)
     predictions = []
     for i in range(0, len(paths), batch_size):
         x, ok, failed = pred.load_batch(paths[i:i + batch_size])
@@ -132,7 +146,7 @@ def predict(source: str | os.PathLike | Source | Predictor, inputs: list[str], *
         if len(ok):
             predictions += [Prediction(str(p), t) for p, t in zip(ok, pred.top(pred.probabilities(x), top_k))]
     return PredictReport(pred.meta.model, pred.source.path, pred.backend.name, pred.reason, predictions, failures,
-                         time.perf_counter() - start, pred.measured)
+                         time.perf_counter() - start, pred.measured, getattr(pred, "tta", None))
 
 
 def format_predictions(r: PredictReport) -> str:

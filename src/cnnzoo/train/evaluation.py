@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +72,19 @@ def _output_folder(target: str, ckpt_path: str) -> Path:
 
 def evaluate(target: str | None = None, *, data: str | None = None, split: str = "test", which: str = "best",
              out: str | None = None, batch_size: int = 128, device: str = "auto", precision: str | None = None,
-             workers: int = 0, model: str | None = None, weights: str | None = None) -> dict[str, Any]:
+             workers: int = 0, model: str | None = None, weights: str | None = None,
+             tta: str | None = None) -> dict[str, Any]:
     """Score a run's (or a checkpoint's) model on a split; write `eval-SPLIT.json` and `confusion-SPLIT.png`.
 
     `data` defaults to the data set the run was trained on, split the same way. Without a run, `model` and
     `weights` (e.g. "resnet50", "imagenet") score published or converted weights on `data`: for ImageNet's
     validation folder (one folder per synset), the folders in sorted order are the class indices, and every image
     is scored (`split` "all"); the report sets the published top-1/top-5 beside the measured ones.
+    `tta` (flip, 5crop, 10crop) adds multi-crop figures, their gain and cost (`tta_section`).
     """
     dev = pick_device(device)
     if model is not None:
-        return _evaluate_weights(model, weights, data, out, batch_size, dev, workers)
+        return _evaluate_weights(model, weights, data, out, batch_size, dev, workers, tta)
     if target is None:
         raise CnnzooError("evaluate what? pass a run folder or checkpoint, or --model NAME --weights W --data D")
     net, info = load_checkpoint(target, which=which, device=dev)
@@ -95,15 +98,23 @@ def evaluate(target: str | None = None, *, data: str | None = None, split: str =
     if source.classes != info["classes"]:
         raise CnnzooError(f"{spec} has classes {_short(source.classes)} but the model was trained on "
                           f"{_short(info['classes'])}; evaluate on data with the same class folders/labels")
+    if tta:
+        from ..data.tta import check_tta
+
+        check_tta(tta, cfg.get("hflip"), target)
     folder = Path(out) if out else _output_folder(target, info["path"])
+    prec = precision or cfg.get("precision", "fp32")
     report = _score(net, info, source.splits[split], f"{source.name}/{split}", folder, split, batch_size, dev,
-                    precision or cfg.get("precision", "fp32"), bool(cfg.get("channels_last", False)), workers)
+                    prec, bool(cfg.get("channels_last", False)), workers)
     report.update({"checkpoint": info["path"], "epoch": info["epoch"], "data": spec})
+    if tta:
+        report["tta"] = tta_section(net, info, source.splits[split], f"{source.name}/{split}", batch_size, dev, tta,
+                                    report, prec, workers)
     return _write_report(report, folder, split)
 
 
 def _evaluate_weights(name: str, weights: str | None, spec: str | None, out: str | None, batch_size: int,
-                      dev: torch.device, workers: int) -> dict[str, Any]:
+                      dev: torch.device, workers: int, tta: str | None = None) -> dict[str, Any]:
     from ..models import create_model, get_card
     from ..weights import file_classes, load_pretrained, read_weights
 
@@ -129,23 +140,40 @@ def _evaluate_weights(name: str, weights: str | None, spec: str | None, out: str
                     "fp32", False, workers)
     report.update({"checkpoint": str(w.path), "epoch": None, "data": spec, "weights": str(weights),
                    "published": w.info.get("published")})
+    if tta:
+        report["tta"] = tta_section(net, info, source.splits["train"], f"{source.name}/all", batch_size, dev, tta,
+                                    report, "fp32", workers)
     return _write_report(report, folder, "all")
+
+
+def measure(model: torch.nn.Module, info: dict, split_data, title: str, batch_size: int, dev: torch.device,
+            precision: str = "fp32", channels_last: bool = False, workers: int = 0,
+            tta: str | None = None) -> dict[str, Any]:
+    """`evaluate_loader` over one split through the eval preset of `info`, or through the `tta` views with the
+    model averaging its softmax over them (`data.tta`); with `seconds`, the wall time of the pass."""
+    from ..data.tta import Views, ViewAverage
+
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    args = (info["input_size"], info["mean"], info["std"])
+    kw = {"in_chans": info["in_chans"], "crop_pct": info["crop_pct"]}
+    tf = Views(tta, *args, **kw) if tta else eval_transform(*args, **kw)
+    ds = ImageDataset(split_data, tf, in_chans=info["in_chans"])
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                        pin_memory=dev.type == "cuda")
+    start = time.perf_counter()
+    r = evaluate_loader(ViewAverage(model) if tta else model, loader, env=DistEnv(device=dev), precision=precision,
+                        channels_last=channels_last and not tta, keep_predictions=True)
+    r["seconds"] = time.perf_counter() - start
+    if r["images"] == 0:
+        raise CnnzooError(f"no image of {title} could be read; run `cnnzoo data check` on it")
+    return r
 
 
 def _score(model: torch.nn.Module, info: dict, split_data, title: str, folder: Path, split: str, batch_size: int,
            dev: torch.device, precision: str, channels_last: bool, workers: int) -> dict[str, Any]:
     """Top-1/top-5, loss, per-class accuracy and the confusion matrix (drawn into `folder`) of one split."""
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    tf = eval_transform(info["input_size"], info["mean"], info["std"], in_chans=info["in_chans"],
-                        crop_pct=info["crop_pct"])
-    ds = ImageDataset(split_data, tf, in_chans=info["in_chans"])
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        pin_memory=dev.type == "cuda")
-    r = evaluate_loader(model, loader, env=DistEnv(device=dev), precision=precision, channels_last=channels_last,
-                        keep_predictions=True)
-    if r["images"] == 0:
-        raise CnnzooError(f"no image of {title} could be read; run `cnnzoo data check` on it")
+    r = measure(model, info, split_data, title, batch_size, dev, precision, channels_last, workers)
     classes = info["classes"]
     cm = confusion_matrix(r["pred"], r["target"], len(classes))
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,7 +184,27 @@ def _score(model: torch.nn.Module, info: dict, split_data, title: str, folder: P
         "loss": r["loss"], "per_class": {c: acc for c, acc in zip(classes, per_class_accuracy(cm))},
         "per_class_images": {c: int(v) for c, v in zip(classes, cm.sum(1).tolist())},
         "confusion": cm.tolist(), "skipped": [list(s) for s in r["skipped"]], "confusion_png": str(png),
+        "seconds": r["seconds"], "ms_per_image": 1000 * r["seconds"] / r["images"],
     }
+
+
+def tta_section(model: torch.nn.Module, info: dict, split_data, title: str, batch_size: int, dev: torch.device,
+                tta: str, base: dict[str, Any], precision: str = "fp32", workers: int = 0) -> dict[str, Any]:
+    """Multi-crop figures beside the single centre crop of `base` (a `_score` report): the gain, and the cost
+    (time per image, as a multiple of the centre crop's; both passes decode and transform every image)."""
+    from ..data.tta import VIEWS
+
+    r = measure(model, info, split_data, title, batch_size, dev, precision, False, workers, tta=tta)
+    return {"views": tta, "n_views": VIEWS[tta], "top1": r["top1"], "top5": r["top5"], "loss": r["loss"],
+            "gain_top1": r["top1"] - base["top1"], "gain_top5": r["top5"] - base["top5"],
+            "ms_per_image": 1000 * r["seconds"] / r["images"], "cost_x": r["seconds"] / base["seconds"]}
+
+
+def format_tta(t: dict[str, Any]) -> str:
+    """One line: the multi-crop top-1/top-5, the gain over the centre crop, the cost."""
+    return (f"--tta {t['views']} ({t['n_views']} views, softmax averaged): top-1 {100 * t['top1']:.2f}% "
+            f"({100 * t['gain_top1']:+.2f} points over the centre crop), top-5 {100 * t['top5']:.2f}% "
+            f"({100 * t['gain_top5']:+.2f}); {t['ms_per_image']:.2f} ms/image, {t['cost_x']:.1f}x the centre crop")
 
 
 def _write_report(report: dict[str, Any], folder: Path, split: str) -> dict[str, Any]:
@@ -173,7 +221,8 @@ def _short(names: list[str], n: int = 5) -> str:
 
 def format_report(r: dict[str, Any], worst: int = 10) -> str:
     """The report as text: headline figures, then per-class accuracy (all classes, or the `worst` when many)."""
-    whence = f"epoch {r['epoch']}" if r.get("epoch") is not None else f"weights {r.get('weights')}"
+    whence = (f"epoch {r['epoch']}" if r.get("epoch") is not None else f"{len(r['members'])} members"
+              if r.get("members") else f"weights {r.get('weights')}")
     lines = [f"{r['model']} ({r['checkpoint']}, {whence}) on {r['data']} / {r['split']}: {r['images']} images",
              f"top-1 {100 * r['top1']:.2f}%   top-5 {100 * r['top5']:.2f}%   loss {r['loss']:.4f}"]
     pub = r.get("published")
@@ -190,5 +239,7 @@ def format_report(r: dict[str, Any], worst: int = 10) -> str:
         lines.append("per-class accuracy:")
     width = max(len(c) for c, _, _ in items)
     lines += [f"  {c:<{width}}  {'-' if a is None else f'{100 * a:6.2f}%'}  ({n} images)" for c, a, n in items]
+    if r.get("tta"):
+        lines.insert(2, format_tta(r["tta"]))
     lines.append(f"confusion matrix: {r['confusion_png']}   report: {r['json']}")
     return "\n".join(lines)
