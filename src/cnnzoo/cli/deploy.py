@@ -23,8 +23,9 @@ def add(sub) -> None:
 
     p = sub.add_parser("predict", help="classify image files, folders or globs with a run, checkpoint or ONNX file")
     p.add_argument("source", metavar="RUN|CHECKPOINT|MODEL.onnx|MODEL")
-    p.add_argument("images", nargs="+", metavar="[RUN...] IMAGE",
-                   help=f"image files, folders or globs; run folders or checkpoints before them make {ENSEMBLE}")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, folders or globs; run folders or checkpoints before them join the first in an "
+                   "ensemble (mean of softmax; same classes and input size)")
     p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--tta", choices=TTA, help="average the softmax over test-time views: the centre crop and its "
                    "mirror, 5 crops (corners, centre) or those 10 crops and their mirrors (AlexNet)")

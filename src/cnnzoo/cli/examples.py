@@ -19,7 +19,8 @@ EXAMPLES = {
     "train": ["cnnzoo train --model resnet18 --data digits",
               "cnnzoo train --model mobilenet_v2 --data photos/ --epochs 30 --out runs/photos",
               "cnnzoo train --resume runs/photos"],
-    "evaluate": ["cnnzoo evaluate runs/digits", "cnnzoo evaluate runs/photos --split val --which last",
+    "evaluate": ["cnnzoo evaluate runs/digits", "cnnzoo evaluate runs/photos --split val --which last --tta 10crop",
+                 "cnnzoo evaluate runs/digits runs/digits-s1 runs/digits-s2   # members and their ensemble",
                  "cnnzoo evaluate --model resnet50 --weights imagenet --data imagenet/val"],
     "bench": ["cnnzoo bench resnet50 mobilenet_v2 --batch-size 1,32", "cnnzoo bench 'vgg*' --mode train --budget 20"],
     "recommend": ["cnnzoo recommend --max-latency-ms 50", "cnnzoo recommend resnet50 mobilenet_v2 --max-params 10M"],
@@ -38,10 +39,13 @@ EXAMPLES = {
     "transfer finetune": ["cnnzoo transfer finetune --model resnet18 --weights W --data photos/",
                           "cnnzoo transfer finetune --model resnet18 --weights W --data photos/ --head-epochs 2 "
                           "--freeze-bn"],
-    "export": ["cnnzoo export runs/digits", "cnnzoo export runs/digits --format onnx --dynamic-batch --out digits.onnx"],
+    "export": ["cnnzoo export runs/digits", "cnnzoo export runs/digits --format onnx --dynamic-batch --out digits.onnx",
+               "cnnzoo export runs/digits runs/digits-s1 --out ensemble.onnx   # one graph, mean of softmax"],
     "predict": ["cnnzoo predict runs/digits images/", "cnnzoo predict digits.onnx 'images/*.png' --top-k 3 --json",
-                "cnnzoo predict resnet50 --weights imagenet cat.jpg"],
-    "serve": ["cnnzoo serve runs/digits", "cnnzoo serve digits.onnx --port 8080 --max-batch 32"],
+                "cnnzoo predict runs/digits runs/digits-s1 images/   # their ensemble",
+                "cnnzoo predict resnet50 --weights imagenet cat.jpg --tta 10crop"],
+    "serve": ["cnnzoo serve runs/digits", "cnnzoo serve digits.onnx --port 8080 --max-batch 32",
+              "cnnzoo serve runs/digits runs/digits-s1   # their ensemble"],
 }
 
 

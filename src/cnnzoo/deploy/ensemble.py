@@ -130,9 +130,11 @@ def load_ensemble(sources: list[str | os.PathLike], weights: str | None = None) 
 
 
 def _refuse_duplicates(sources: list) -> None:
+    from ..train.checkpoint import resolve_path
+
     seen: dict[str, str] = {}
     for s in sources:
-        key = str(Path(s).expanduser().resolve())
+        key = str((resolve_path(s) if is_trained_source(str(s)) else Path(s).expanduser()).resolve())
         if key in seen:
             raise CnnzooError(f"{s} is given twice (as {seen[key]}); an ensemble of a model with itself is that model")
         seen[key] = str(s)
