@@ -158,6 +158,7 @@ def test_evaluate_ensemble_table(runs, tmp_path, capsys):
     r = json.loads((tmp_path / "eval-test.json").read_text())
     assert [m["source"] for m in r["members"]] == [str(a), str(b)] and r["images"] == 359
     assert r["gain_top1"] == pytest.approx(r["top1"] - max(m["top1"] for m in r["members"]))
+    assert r["gain_top1_over_mean"] == pytest.approx(r["top1"] - sum(m["top1"] for m in r["members"]) / 2)
     assert (tmp_path / "confusion-test.png").is_file()
 
 

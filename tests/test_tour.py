@@ -56,6 +56,7 @@ def test_tour_runs_every_chapter_and_says_where_the_report_is(tour):
         assert f"[tour] {name}: " in printed, name
     assert f"the report is {index.resolve()}" in printed
     assert "top-1" in printed and "digits 5-9" in printed  # the training and transfer chapters' results
+    assert "ensemble (mean of 3 softmax)" in printed and "gain over the best member" in printed
     assert "exported resnet18 to" in printed and "max |diff|" in printed  # the export was verified
     assert "cnnzoo serve " in printed  # and the reader is told how to serve it
 
