@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..data import ImageDataset, collate, eval_transform, load_data
 from ..errors import CnnzooError
@@ -161,9 +161,13 @@ def measure(model: torch.nn.Module, info: dict, split_data, title: str, batch_si
     ds = ImageDataset(split_data, tf, in_chans=info["in_chans"])
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                         pin_memory=dev.type == "cuda")
+    net, env = ViewAverage(model) if tta else model, DistEnv(device=dev)
+    kw = {"env": env, "precision": precision, "channels_last": channels_last and not tta}
+    # warm-up on one batch, untimed: the first call's allocations and kernel choices would bill the first pass
+    evaluate_loader(net, DataLoader(Subset(ds, range(min(len(ds), batch_size))), batch_size=batch_size,
+                                    collate_fn=collate), **kw)
     start = time.perf_counter()
-    r = evaluate_loader(ViewAverage(model) if tta else model, loader, env=DistEnv(device=dev), precision=precision,
-                        channels_last=channels_last and not tta, keep_predictions=True)
+    r = evaluate_loader(net, loader, keep_predictions=True, **kw)
     r["seconds"] = time.perf_counter() - start
     if r["images"] == 0:
         raise CnnzooError(f"no image of {title} could be read; run `cnnzoo data check` on it")
