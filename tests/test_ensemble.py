@@ -192,3 +192,20 @@ def test_evaluate_and_predict_with_tta(runs, tmp_path, pngs, capsys):
     assert any(dict(p.top) != pytest.approx(dict(q.top), abs=1e-6) for p, q in zip(plain.predictions, multi.predictions))
     with pytest.raises(CnnzooError, match="trained without flips"):
         predict(a, pngs, tta="10crop")
+
+
+def test_serve_an_ensemble(runs, pngs):
+    from fastapi.testclient import TestClient
+
+    from cnnzoo.deploy.predict import Predictor
+    from cnnzoo.deploy.serve import create_app
+
+    pred = Predictor(load_ensemble(list(runs)), "eager")
+    with TestClient(create_app(pred)) as client:
+        model = client.get("/model").json()
+        assert model["model"] == "ensemble" and model["source"] == " + ".join(map(str, runs))
+        with open(pngs[0], "rb") as f:
+            top = client.post("/predict", files={"file": ("d.png", f, "image/png")}).json()["results"][0]["top"]
+    want = predict(pred, pngs[:1], top_k=5).predictions[0].top
+    assert [t["label"] for t in top] == [c for c, _ in want]
+    assert np.allclose([t["probability"] for t in top], [p for _, p in want], atol=1e-6)
