@@ -136,12 +136,15 @@ def test_mismatched_members_are_refused_in_one_line(runs, tmp_path, pngs, capsys
     letters = write_run(tmp_path / "letters", 3, classes=[chr(ord("a") + i) for i in range(10)])
     bigger = write_run(tmp_path / "bigger", 4, input_size=24)
     other_split = write_run(tmp_path / "split1", 5, split_seed=1)
+    (tmp_path / "m.onnx").write_bytes(b"not read: refused by its name")
     cases = [(["evaluate", str(a), str(letters)], "disagree on their classes"),
              (["predict", str(a), str(letters), pngs[0]], "disagree on their classes"),
              (["export", str(a), str(bigger), "--out", str(tmp_path / "x.onnx")], "take different inputs"),
              (["evaluate", str(a), str(other_split)], "different data or splits"),
              (["serve", str(a), str(a)], "is given twice"),
              (["predict", str(a), str(letters)], "no image given"),
+             (["predict", str(a), str(tmp_path / "m.onnx"), pngs[0]], "is an ONNX file"),
+             (["evaluate", str(a), "--tta", "10crop"], "trained without flips"),
              (["evaluate", str(a), str(a / "checkpoints" / "best.pt"), "--tta", "flip"], "given twice")]
     for argv, message in cases:
         assert main(argv) == 2, argv

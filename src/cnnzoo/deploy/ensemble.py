@@ -31,7 +31,11 @@ from torch import nn
 
 from ..data.tta import mean_log_softmax
 from ..errors import CnnzooError
-from .meta import ModelMeta, Source, load_source
+from .meta import ModelMeta, Source, is_onnx, load_source
+
+
+ONNX_MEMBER = ("{} is an ONNX file; an ensemble is built from run folders or checkpoints (export the ensemble "
+               "itself: cnnzoo export RUN1 RUN2 ...)")
 
 
 class Renormalise(nn.Module):
@@ -107,8 +111,7 @@ def ensemble_source(sources: list[Source], names: list[str]) -> Source:
     """One Source (a torch Ensemble) from loaded PyTorch members."""
     for src, name in zip(sources, names):
         if src.kind != "torch":
-            raise CnnzooError(f"{name} is an ONNX file; an ensemble is built from run folders or checkpoints "
-                              f"(export the ensemble itself: cnnzoo export RUN1 RUN2 ...)")
+            raise CnnzooError(ONNX_MEMBER.format(name))
     metas = [s.meta for s in sources]
     check_members(metas, names)
     module = Ensemble(member_modules([s.module for s in sources], metas)).eval()
@@ -126,6 +129,9 @@ def load_ensemble(sources: list[str | os.PathLike], weights: str | None = None) 
     if weights is not None:
         raise CnnzooError("--weights names one model's weights; an ensemble takes run folders or checkpoints only")
     _refuse_duplicates(sources)
+    for s in sources:
+        if is_onnx(s):
+            raise CnnzooError(ONNX_MEMBER.format(s))
     return ensemble_source([load_source(s) for s in sources], [str(s) for s in sources])
 
 
@@ -141,11 +147,12 @@ def _refuse_duplicates(sources: list) -> None:
 
 
 def is_trained_source(item: str) -> bool:
-    """A run folder or a checkpoint file: what can be an ensemble member on a command line before the images."""
+    """A run folder, a checkpoint or an ONNX file: a model, not an image, on a command line before the images
+    (an ONNX file among several is then refused by `ensemble_source`, with the reason)."""
     p = Path(item).expanduser()
     if p.is_dir():
         return (p / "checkpoints").is_dir() or any((p / n).is_file() for n in ("best.pt", "last.pt"))
-    return p.is_file() and p.suffix == ".pt"
+    return p.is_file() and p.suffix.lower() in (".pt", ".onnx")
 
 
 def split_sources(items: list[str]) -> tuple[list[str], list[str]]:
@@ -216,7 +223,7 @@ def evaluate_ensemble(targets: list[str], *, data: str | None = None, split: str
         r = measure(net, info, part, f"{source.name}/{split}", batch_size, dev)
         members.append({"source": str(target), "model": info["model"], "checkpoint": info["path"],
                         "epoch": info["epoch"], "top1": r["top1"], "top5": r["top5"], "loss": r["loss"]})
-    module = Ensemble(member_modules([net for net, _ in loaded], metas)).eval()
+    module = Ensemble(member_modules([net for net, _ in loaded], metas)).to(dev).eval()
     e_info = {**infos[0], "model": f"ensemble of {len(targets)}"}
     first = Path(infos[0]["path"])
     folder = Path(out) if out else (first.parent.parent.parent if first.parent.name == "checkpoints" else first.parent) \
