@@ -145,6 +145,8 @@ def test_mismatched_members_are_refused_in_one_line(runs, tmp_path, pngs, capsys
              (["predict", str(a), str(letters)], "no image given"),
              (["predict", str(a), str(tmp_path / "m.onnx"), pngs[0]], "is an ONNX file"),
              (["evaluate", str(a), "--tta", "10crop"], "trained without flips"),
+             (["evaluate", str(a), str(letters), "--model", "resnet18"], "score one model"),
+             (["predict", "resnet18", "--weights", "imagenet", str(a), pngs[0]], "--weights names one model"),
              (["evaluate", str(a), str(a / "checkpoints" / "best.pt"), "--tta", "flip"], "given twice")]
     for argv, message in cases:
         assert main(argv) == 2, argv

@@ -74,7 +74,8 @@ def _run_predict(args) -> int:
     if args.json:
         print(json.dumps(r.to_dict(), indent=1))
     else:
-        print(f"{r.model} from {r.source}; backend {r.backend} ({r.backend_reason})", file=sys.stderr)
+        views = f"; softmax averaged over --tta {r.tta} views" if r.tta else ""
+        print(f"{r.model} from {r.source}; backend {r.backend} ({r.backend_reason}){views}", file=sys.stderr)
         print(format_predictions(r))
         for f in r.failures:
             print(f"cnnzoo: cannot read {f.input}: {f.error}", file=sys.stderr)
