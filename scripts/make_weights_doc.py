@@ -34,8 +34,9 @@ must go.
 
 - **torchvision**: the weight registry of the 29 models whose cnnzoo and torchvision names (and state_dicts) are
   the same; top-1/top-5 as torchvision publishes them (single 224 crop, after resizing to the given size).
-- **pytorchcv** (osmr/imgclsmob): the lecture's networks torchvision lacks. Its table publishes the top-5 error
-  only, so top-1 is blank. Each row is proven in `tests/test_pytorchcv_weights.py`: pytorchcv's own module with
+- **pytorchcv** (osmr/imgclsmob): the lecture's networks torchvision lacks. Top-1/top-5 as its README publishes
+  them (single 224 crop, torchvision's preprocessing); its table's error column is the top-5 error in hundredths
+  of a percent. Each row is proven in `tests/test_pytorchcv_weights.py`: pytorchcv's own module with
   random weights and batch-norm statistics, saved as pytorchcv saves it, gives the same logits through cnnzoo.
 
 Licenses: the code that produced the files (torchvision: BSD-3-Clause; imgclsmob: MIT). The weights were trained

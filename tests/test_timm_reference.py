@@ -31,3 +31,28 @@ def test_se_resnets_load_timm_weights_and_compute_the_same(name):
     # Same module names as timm (se.fc1/se.fc2 on the residual branch), so timm's checkpoints load unchanged.
     # The SE-ResNets follow the paper's layout instead: tests/test_pytorchcv_weights.py holds them to its weights.
     assert_parity(cnnzoo.create_model(name), timm.create_model(name, pretrained=False), input_size=(3, 64, 64))
+
+
+@pytest.mark.parametrize("name", ["seresnet50", "seresnext50_32x4d"])
+def test_se_resnets_compute_the_authors_network_but_for_the_stem_pool(name):
+    # timm's legacy_seresnet50 and legacy_seresnext50_32x4d port the SE authors' Caffe models: other names, listed
+    # in the same order. Its stem max-pool keeps Caffe's rounding (unpadded, ceil), where ours pads by 1 as
+    # torchvision and the published pytorchcv weights do: the same 56x56 map, windows shifted by a pixel.
+    # With that one pool swapped the two networks compute the same logits; without it they do not.
+    # (The authors released no SE-ResNet-18/34; timm's legacy_seresnet18/34 add a ReLU before the gate.)
+    from torch import nn
+
+    from parity import max_rel_diff, randomize_batchnorm
+
+    ours, theirs = cnnzoo.create_model(name).eval(), timm.create_model(f"legacy_{name}", pretrained=False).eval()
+    randomize_batchnorm(theirs)
+    mine = [k for k in ours.state_dict() if not k.endswith("num_batches_tracked")]
+    tensors = [v for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")]
+    assert [tuple(ours.state_dict()[k].shape) for k in mine] == [tuple(v.shape) for v in tensors]
+    ours.load_state_dict(dict(zip(mine, tensors)), strict=False)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        caffe_pool = max_rel_diff(ours(x), theirs(x))
+        theirs.pool0 = nn.MaxPool2d(3, stride=2, padding=1)
+        padded_pool = max_rel_diff(ours(x), theirs(x))
+    assert padded_pool <= 1e-5 < caffe_pool

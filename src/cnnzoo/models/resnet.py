@@ -403,11 +403,15 @@ def wide_resnet101_2(**kwargs) -> ResNet:
 # ---- SE-ResNet and SE-ResNeXt: every block's residual branch gated, reduction r = 16 --------------------------
 
 
+_SE_POOL = ("The stem's max-pool pads by 1 (torchvision's, and the published pytorchcv weights'); the SE authors' "
+            "Caffe models pool unpadded with Caffe's round-up (timm's legacy_seresnet keeps it): the same 56x56 map "
+            "with windows shifted by one pixel. Otherwise the authors' network (tests/test_timm_reference.py: equal "
+            "logits with that pool swapped).",)
 _SE_V1 = ("Stride 2 on the bottleneck's first 1x1, as the SE paper's released Caffe models (3.86 GMACs for "
           "SE-ResNet-50, the paper's 3.87 GFLOPs) and their published weights; timm's seresnet strides the 3x3 "
-          "('v1.5', 4.09 GMACs), its legacy_seresnet the 1x1.",)
-_SE_V15 = ("Stride 2 on the bottleneck's 3x3 ('v1.5'), as the published SE-ResNeXt weights (pytorchcv's, from "
-           "Cadene's port) were trained.",)
+          "('v1.5', 4.09 GMACs), its legacy_seresnet the 1x1.",) + _SE_POOL
+_SE_V15 = ("Stride 2 on the bottleneck's 3x3, as ResNeXt's units and the SE authors' released SE-ResNeXt-50 do "
+           "(and pytorchcv's published weights).",) + _SE_POOL
 
 
 @register_model(SE_RESNET)
