@@ -262,10 +262,10 @@ def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     return MobileNetV2(width_mult=1.0, **kwargs)
 
 
-_V2_NARROW = ("Every width is rounded to a multiple of 8 (make_divisible), as the authors' TF-Slim code and torchvision "
-              "do. pytorchcv's published MobileNetV2 x0.75/x0.5 truncate instead (int(c * alpha): 2,627,592 and "
-              "1,964,736 parameters), add a 1x1 expansion to the t=1 first block and drop the classifier's bias, so "
-              "their weights do not fit.",)
+_V2_NARROW = ("Every width is rounded to a multiple of 8 (make_divisible), as the authors' TF-Slim code and "
+              "torchvision do. pytorchcv's published MobileNetV2 x0.75/x0.5 truncate instead (int(c * alpha): "
+              "2,627,592 and 1,964,736 parameters), add a 1x1 expansion to the t=1 first block and drop the "
+              "classifier's bias, so their weights do not fit.",)
 
 
 @register_model(MOBILENET_V2, deviations=_V2_NARROW)

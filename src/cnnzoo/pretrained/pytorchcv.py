@@ -3,8 +3,8 @@
 The table is pytorchcv 0.0.74's `model_metainfos.csv`, the rows of our models: pytorchcv's name, its error column
 (the top-5 error in hundredths of a percent: resnet50's 0633 is 6.33%, pytorchcv's README lists the same figure as
 top-5), the full SHA-1 of the `.pth` and the release that holds `{file}.zip`; and the top-1 error its README's
-ImageNet-1K table publishes beside that top-5 (1-crop 224 on the validation set, torchvision's preprocessing). The weight file is
-`{cv_name}-{error:04}-{sha1[:8]}.pth`, a plain state_dict (it loads with `weights_only=True`).
+ImageNet-1K table publishes beside that top-5 (1-crop 224 on the validation set, torchvision's preprocessing).
+The weight file is `{cv_name}-{error:04}-{sha1[:8]}.pth`, a plain state_dict (it loads with `weights_only=True`).
 
 One converter per layout, each a table of renaming rules (below, `LAYOUTS`): a regular expression on pytorchcv's
 key and the cnnzoo key it becomes, in terms of the stage and unit numbers it matched. Names, not positions, decide
