@@ -51,8 +51,8 @@ on ImageNet, whose terms restrict use to non-commercial research.
 - **ZFNet**: the lecture's `zfnet` (torchvision's AlexNet with a 7x7/2 conv1 and 512/1024/512 filters, 107.0 M
   parameters) has no published weights. The paper's own networks do: `zfnet_paper` (Fig. 3: 96 and 256 filters,
   conv2 at stride 2, LRN, round-up pools; 62.4 M) and `zfnet_paper_wide` (its 512/1024/512 variant; 107.6 M).
-- **Pre-activation ResNet**: the published (gluon-cv) networks pre-activate the first unit's input again after
-  the stem's BN-ReLU: 128 parameters more. cnnzoo's `preact_resnet*` follow the paper (the stem's BN-ReLU is the
+- **Pre-activation ResNet**: the published networks (imgclsmob's, trained with MXNet Gluon) pre-activate the
+  first unit's input again after the stem's BN-ReLU: 128 parameters more. cnnzoo's `preact_resnet*` follow the paper (the stem's BN-ReLU is the
   first unit's pre-activation); the published variant is `preact_resnet*_gluon`.
 - **MobileNetV2 x0.75 and x0.5**: cnnzoo rounds every width to a multiple of 8, as torchvision and the paper's
   code do; pytorchcv's published models truncate (`int(c * alpha)`), so their weights do not fit.

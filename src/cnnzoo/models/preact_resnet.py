@@ -233,11 +233,11 @@ def preact_resnet200(**kwargs) -> PreActResNet:
     return PreActResNet(*CFGS[200], **kwargs)
 
 
-# ---- The published variant: gluon-cv's pre-activation ResNets, whose ImageNet weights pytorchcv serves ---------
+# ---- The published variant: imgclsmob's Gluon-trained pre-activation ResNets, served by pytorchcv ------------
 
-_GLUON = ("The published ImageNet variant (gluon-cv's, served by pytorchcv): the first unit pre-activates its "
-          "input again (BN-ReLU) after the stem's BN-ReLU and max-pool, 128 parameters more than the paper's "
-          "network, where the stem's BN-ReLU is that unit's pre-activation. Otherwise the same network "
+_GLUON = ("The published ImageNet variant (imgclsmob's, trained with MXNet Gluon, served by pytorchcv): the first "
+          "unit pre-activates its input again (BN-ReLU) after the stem's BN-ReLU and max-pool, 128 parameters more "
+          "than the paper's network, where the stem's BN-ReLU is that unit's pre-activation. Otherwise the same network "
           "(tests/test_pytorchcv_weights.py: equal logits).",)
 
 
