@@ -5,7 +5,9 @@ them: the deeper the layer, the more the map is about the class and the coarser 
 the last convolutional stage. Small inputs shrink that stage to a map of one or two positions (resnet18 on
 32-pixel digits: layer4 is 1x1), which says nothing about *where*; so each family lists its stages from the
 last backwards and the default is the last whose map is at least `MIN_SIDE` positions wide at the model's
-input size. At the ImageNet sizes every family's default is its last stage.
+input size: as fine as the last stage is at ImageNet's 224 pixels (7x7), so at the ImageNet sizes every
+family's default is its last stage, and at 32-48 pixels a ResNet's is layer1 (layer2's cells would be as
+large as the object: measured in tests/test_explain_evidence.py, 2x chance inside the box against 3-7x).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from torch import nn
 
 from ..errors import CnnzooError
 
-MIN_SIDE = 4  # a map of 4x4 positions or more; a 2x2 one only says which quadrant
+MIN_SIDE = 7  # a map of 7x7 positions or more, as the last stage at 224; a 2x2 one only says which quadrant
 
 # family -> its convolutional stages, the last first (module names, as `cnnzoo layers MODEL` prints them)
 GRADCAM_LAYERS: dict[str, tuple[str, ...]] = {
@@ -35,10 +37,25 @@ GRADCAM_LAYERS: dict[str, tuple[str, ...]] = {
 
 
 def output_shapes(model: nn.Module, input_size: int) -> dict[str, tuple[int, ...]]:
-    """Every layer's output shape for one image (`cnnzoo layers`' table), computed on the meta device."""
-    from ..transfer.layers import list_layers
+    """Every layer's output shape for one image (`cnnzoo layers`' table), computed on the meta device once
+    per architecture, classes, channels and size."""
+    from ..transfer.layers import _in_chans, list_layers
 
-    return {layer.name: layer.shape for layer in list_layers(model, input_size)}
+    card = getattr(model, "card", None)
+    if card is None:
+        return {layer.name: layer.shape for layer in list_layers(model, input_size)}
+    return _registered_shapes(model, (card.name, model.num_classes, _in_chans(model), input_size))
+
+
+def _registered_shapes(model: nn.Module, key: tuple) -> dict[str, tuple[int, ...]]:
+    if key not in _SHAPES:
+        from ..transfer.layers import list_layers
+
+        _SHAPES[key] = {layer.name: layer.shape for layer in list_layers(model, key[3])}
+    return _SHAPES[key]
+
+
+_SHAPES: dict[tuple, dict[str, tuple[int, ...]]] = {}  # (name, classes, channels, size) -> shapes
 
 
 def default_layer(model: nn.Module, input_size: int, shapes: dict[str, tuple[int, ...]] | None = None) -> str:
