@@ -49,7 +49,7 @@ def draw_overlay(ax, e: Explanation, title: str | None = None, fontsize: int = 1
     ax.imshow(photo, cmap="gray" if photo.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     heat = e.heatmap.numpy()
     rgba = _plt().get_cmap("inferno")(heat)
-    rgba[..., 3] = 0.15 + 0.6 * heat  # the photo shows through where the model did not look
+    rgba[..., 3] = 0.1 + 0.55 * heat  # the photo shows through where the model did not look
     ax.imshow(rgba, interpolation="bilinear")
     ax.set_title(title if title is not None else e.title(), fontsize=fontsize)
     ax.set_xticks([]), ax.set_yticks([])
