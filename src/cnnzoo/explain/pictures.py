@@ -88,8 +88,12 @@ def write_index(folder: str | os.PathLike, rows: Sequence[tuple[str, str, str]],
             f"<h1>{html.escape(title)}</h1>{body}")
     path = folder / "index.html"
     tmp = folder / ".index.html.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(page)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CnnzooError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
