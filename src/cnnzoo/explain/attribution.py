@@ -204,10 +204,9 @@ def unit(a: torch.Tensor) -> torch.Tensor:
 
 
 def crop_box(width: int, height: int, input_size: int, crop_pct: float) -> tuple[int, int, int, int, int, int]:
-    """(resized width, resized height, crop left, crop top) ... of the eval transform, as torchvision computes it:
-    the short side resized to floor(input_size / crop_pct), the long side int(that * long / short), then
-    a centre crop of input_size with offsets int(round((side - input_size) / 2)). Returns
-    (rw, rh, left, top, input_size, input_size)."""
+    """(resized width, resized height, crop left, crop top, crop width, crop height) of the eval transform, as
+    torchvision computes them: the short side resized to floor(input_size / crop_pct), the long side to
+    int(that * long / short), then a centre crop of input_size at offsets int(round((side - input_size) / 2))."""
     short = int(math.floor(input_size / crop_pct))
     if width <= height:
         rw, rh = short, int(short * height / width)
