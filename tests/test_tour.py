@@ -32,6 +32,7 @@ SECTIONS = {
     "4. Transfer learning": 0,
     "5. Deploy": 1,  # the test digits with their predictions
     "6. Which architecture should I use?": 2,  # the Pareto front, the roofline
+    "7. What the network learned": 3,  # filters, activations, Grad-CAM and occlusion (and top losses if any)
 }
 
 

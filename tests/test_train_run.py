@@ -55,6 +55,8 @@ def test_resnet18_trains_on_digits_and_evaluates(tmp_path, capsys):
     ev = json.loads((run / "eval-test.json").read_text())
     assert sum(ev["per_class_images"].values()) == 359 and len(ev["confusion"]) == 10
     assert (run / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
+    assert "confused_pairs" in ev and "top_losses" in ev  # evaluation's mistakes (issue 15)
+    assert ("most confused" in report) == bool(ev["confused_pairs"])
 
 
 def _train_args(out: Path) -> list[str]:

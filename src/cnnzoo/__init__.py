@@ -9,7 +9,8 @@ from .errors import CnnzooError, UnknownModelError
 __version__ = "0.1.0"
 
 _LAZY = {"Card": ".models", "ZooModel": ".models", "create_model": ".pretrained", "get_card": ".models",
-         "list_models": ".models", "profile": ".analysis"}
+         "list_models": ".models", "profile": ".analysis",
+         "explain": ".explain"}
 __all__ = ["CnnzooError", "UnknownModelError", *_LAZY]
 
 

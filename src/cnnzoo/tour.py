@@ -6,6 +6,7 @@
 4. Transfer learning in the lecture's three ways, against training from scratch, with one image per class.
 5. Deploy: the trained run exported to ONNX (verified against PyTorch), predicting real images.
 6. "Which architecture should I use?", measured on this machine.
+7. What the network learned: the digits run's filters, activations, Grad-CAM, occlusion and top losses.
 
 Each chapter is a call into the library that a user could make from Python; the tour only prints and
 assembles the report.
@@ -71,7 +72,7 @@ def chapter_architectures(report: Report, out: Path, quick: bool = False) -> Non
         for name in names:
             s = summarize(name)
             card = get_card(name)
-            rows.append({"model": name, "family": family, "year": card.year, "weight layers": s["weight_layers"],
+            rows.append({"model": name, "family": family, "year": str(card.year),  # a year, not "2,012" "weight layers": s["weight_layers"],
                          "params": f"{s['params']:,}", "input": card.input_size,
                          "torchvision weights": "yes" if card.torchvision else ""})
     report.section("1. The architectures").text(
@@ -269,6 +270,53 @@ def chapter_recommend(report: Report, out: Path, quick: bool = False) -> None:
     plt.close(figure)
 
 
+def chapter_learned(report: Report, out: Path, quick: bool = False) -> Report:
+    """ZFNet's questions asked of the digits run: its filters, a digit's activations, Grad-CAM and occlusion,
+    and the test digits it is most confidently wrong about. Returns the section, so a later addition (the
+    ensemble numbers) is one more call on it."""
+    from matplotlib import pyplot as plt
+
+    from .deploy import load_source, sample_images
+    from .errors import CnnzooError
+    from .explain import activations, default_layer, explain, filters
+    from .explain.pictures import draw_overlay
+
+    run = out / "train"
+    if not (run / "checkpoints" / "best.pt").is_file():
+        raise CnnzooError("this chapter looks inside the training chapter's run; run the tour with "
+                          "--chapters training,learned")
+    folder = _fresh(out / "learned")
+    source = load_source(run)
+    images = sample_images(source.meta, folder / "images", n=5)
+    layer = default_layer(source.module, source.meta.input_size)
+    grid = filters(source, folder / "filters.png")
+    acts = activations(source, images[0][0], layer, folder / "activations.png", strongest=11)
+    figure, axes = plt.subplots(2, len(images), figsize=(1.9 * len(images), 4.4))
+    for col, (path, truth) in enumerate(images):
+        for row, method in enumerate(("gradcam", "occlusion")):
+            e = explain(source, path, method)
+            draw_overlay(axes[row][col], e, title=f"{method}: {e.predicted} (true {truth})", fontsize=8)
+    print(_heading("What the network learned"))
+    print(f"first-layer filters: {grid}\nactivations of {layer}: {acts}")
+
+    sec = report.section("7. What the network learned")
+    sec.text("Zeiler and Fergus built ZFNet by looking inside AlexNet. The same questions, asked of the digits run "
+             "of chapter 3: what its first layer's filters are, which channels of a layer respond to a digit, and "
+             "where it looks when it decides (Grad-CAM at its last stage with a map of 7x7 or more, and "
+             "occlusion: a grey patch slid over the digit, the heat where covering it costs the class most). "
+             f"`cnnzoo filters {run}`, `cnnzoo activations`, `cnnzoo explain` make these for any run.")
+    sec.image(grid, caption="first-layer filters, each scaled to its own range (ZFNet Fig. 2)")
+    sec.image(acts, caption=f"the strongest channels of {layer} for one test digit")
+    sec.image(figure, caption="Grad-CAM (top) and occlusion (bottom) for five test digits")
+    plt.close(figure)
+    losses = run / "top-losses-test.png"
+    if losses.is_file():  # the training chapter's evaluation drew it; none when every test digit is right
+        sec.image(losses, caption="the test digits it is most confidently wrong about, with the Grad-CAM of the "
+                                  "class it said")
+    # the ensemble numbers of issue 15 are in chapter 3 (ensemble_step); a later addition here is one call on sec
+    return sec
+
+
 CHAPTERS: dict[str, Callable[[Report, Path, bool], object]] = {
     "architectures": chapter_architectures,
     "analysis": chapter_analysis,
@@ -276,6 +324,7 @@ CHAPTERS: dict[str, Callable[[Report, Path, bool], object]] = {
     "transfer": chapter_transfer,
     "deploy": chapter_deploy,
     "recommendation": chapter_recommend,
+    "learned": chapter_learned,
 }
 
 

@@ -1,6 +1,6 @@
 """The `cnnzoo` command. Thin: each command parses its arguments and calls one library function.
 
-One module per command group (models, analysis, training, bench, transfer, deploy), each with an `add(sub)` that
+One module per command group (models, analysis, training, bench, transfer, deploy, explain), each with an `add(sub)` that
 adds its subcommands; `args` holds the argument types they share. Nothing here imports torch at module level:
 `cnnzoo --help`, `--version` and `list` answer without it, and a command imports the library only when it runs.
 
@@ -14,10 +14,10 @@ import sys
 
 from .. import __version__
 from ..errors import CnnzooError
-from . import analysis, bench, deploy, models, training, transfer
+from . import analysis, bench, deploy, explain, models, training, transfer
 from .examples import epilog
 
-GROUPS = (models, analysis, training, bench, transfer, deploy)
+GROUPS = (models, analysis, training, bench, transfer, deploy, explain)
 MODEL_ARGUMENTS = {"model", "models", "pattern"}  # completed with the model names
 
 

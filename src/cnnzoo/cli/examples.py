@@ -44,6 +44,12 @@ EXAMPLES = {
     "predict": ["cnnzoo predict runs/digits images/", "cnnzoo predict digits.onnx 'images/*.png' --top-k 3 --json",
                 "cnnzoo predict runs/digits runs/digits-s1 images/   # their ensemble",
                 "cnnzoo predict resnet50 --weights imagenet cat.jpg --tta 10crop"],
+    "explain": ["cnnzoo explain runs/digits digit.png --out explained/",
+                "cnnzoo explain resnet50 --weights imagenet cat.jpg dog.jpg --method gradcam occlusion --out explained/",
+                "cnnzoo explain runs/photos photos/test/ --target cat --layer layer3 --out explained/"],
+    "filters": ["cnnzoo filters runs/digits --out filters.png", "cnnzoo filters alexnet --weights imagenet --out conv1.png"],
+    "activations": ["cnnzoo activations runs/digits digit.png --layer layer1 --out layer1.png",
+                    "cnnzoo activations vgg16 --weights imagenet cat.jpg --layer features.28 --out conv5_3.png"],
     "serve": ["cnnzoo serve runs/digits", "cnnzoo serve digits.onnx --port 8080 --max-batch 32",
               "cnnzoo serve runs/digits runs/digits-s1   # their ensemble"],
 }

@@ -39,7 +39,7 @@ def evaluate_loader(model: torch.nn.Module, loader: DataLoader, *, env: DistEnv,
     """Mean cross-entropy (no smoothing), top-1 and top-5 accuracy over every process's shard."""
     model.eval()
     loss, top1, top5, n = 0.0, 0, 0, 0
-    preds, targets, skipped = [], [], []
+    preds, targets, losses, confidence, skipped = [], [], [], [], []
     for x, y, bad in loader:
         skipped += bad
         if not len(y):
@@ -55,12 +55,16 @@ def evaluate_loader(model: torch.nn.Module, loader: DataLoader, *, env: DistEnv,
         if keep_predictions:
             preds.append(out.argmax(1).cpu())
             targets.append(y.cpu())
+            losses.append(F.cross_entropy(out, y, reduction="none").cpu())  # for the top losses
+            confidence.append(out.softmax(1).amax(1).cpu())
     loss, top1, top5, n = all_sum([loss, top1, top5, n], env)
     result = {"loss": loss / max(n, 1), "top1": top1 / max(n, 1), "top5": top5 / max(n, 1), "images": int(n),
               "skipped": skipped}
     if keep_predictions:
         result["pred"] = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
         result["target"] = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
+        result["losses"] = torch.cat(losses) if losses else torch.empty(0)
+        result["confidence"] = torch.cat(confidence) if confidence else torch.empty(0)
     return result
 
 
@@ -183,13 +187,17 @@ def _score(model: torch.nn.Module, info: dict, split_data, title: str, folder: P
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / f"confusion-{split}.png"
     plot_confusion(cm, classes, png, f"{info['model']} on {title}: top-1 {100 * r['top1']:.2f}%")
-    return {
+    report = {
         "model": info["model"], "split": split, "images": r["images"], "top1": r["top1"], "top5": r["top5"],
         "loss": r["loss"], "per_class": {c: acc for c, acc in zip(classes, per_class_accuracy(cm))},
         "per_class_images": {c: int(v) for c, v in zip(classes, cm.sum(1).tolist())},
         "confusion": cm.tolist(), "skipped": [list(s) for s in r["skipped"]], "confusion_png": str(png),
         "seconds": r["seconds"], "ms_per_image": 1000 * r["seconds"] / r["images"],
     }
+    from ..explain.mistakes import add_mistakes  # top losses with Grad-CAM, most-confused pairs
+
+    add_mistakes(report, model, info, split_data, r, cm, folder, split)
+    return report
 
 
 def tta_section(model: torch.nn.Module, info: dict, split_data, title: str, batch_size: int, dev: torch.device,
@@ -245,5 +253,8 @@ def format_report(r: dict[str, Any], worst: int = 10) -> str:
     lines += [f"  {c:<{width}}  {'-' if a is None else f'{100 * a:6.2f}%'}  ({n} images)" for c, a, n in items]
     if r.get("tta"):
         lines.insert(2, format_tta(r["tta"]))
+    from ..explain.mistakes import format_mistakes
+
+    lines += format_mistakes(r)
     lines.append(f"confusion matrix: {r['confusion_png']}   report: {r['json']}")
     return "\n".join(lines)
