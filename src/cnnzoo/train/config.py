@@ -201,7 +201,7 @@ def build_config(config_file: str | None = None, **overrides: Any) -> TrainConfi
 RANGES = {
     "epochs": (1, None, True, None), "batch_size": (1, None, True, None), "lr": (0, None, False, None),
     "momentum": (0, 1, True, False), "weight_decay": (0, None, True, None), "warmup_epochs": (0, None, True, None),
-    "step_epochs": (1, None, True, None), "step_gamma": (0, 1, False, True), "label_smoothing": (0, 1, True, False),
+    "step_epochs": (1, None, True, None), "step_gamma": (0, None, False, None), "label_smoothing": (0, 1, True, False),
     "grad_clip": (0, None, False, None), "workers": (0, None, True, None), "threads": (1, None, True, None),
     "input_size": (1, 4096, True, True), "in_chans": (1, None, True, None), "crop_pct": (0, 1, False, True),
     "scale_min": (0, 1, False, True), "val": (0, 1, True, False), "test": (0, 1, True, False),

@@ -65,6 +65,9 @@ def _resume_config(run: str, config_file: str | None, overrides: dict[str, Any])
     path = Path(run) / "config.yaml"
     if not path.is_file():
         raise CnnzooError(f"{run!r} is not a run folder (it has no config.yaml); pass the --out folder of an earlier run")
+    if not (Path(run) / "checkpoints" / "last.pt").is_file():
+        raise CnnzooError(f"{run} holds no checkpoint to resume (the run stopped before its first epoch ended); "
+                          f"start it again with --out {run}")
     saved = read_yaml(path)
     given = read_yaml(config_file) if config_file else {}
     given |= {k: _coerce(k, v, "command line") for k, v in overrides.items() if v is not None and k in FIELDS}
@@ -269,7 +272,7 @@ class Trainer:
                     self._stop_nonfinite(running, epoch)
                 self.progress.update(bar, i + 1, self.step, running, self.lr,
                                      seen * env.world_size / (time.perf_counter() - t0))
-            if self.step == self.pause_at:
+            if self.pause_at and self.step == self.pause_at:
                 self._pause()
         self.progress.close(bar)
         seconds = time.perf_counter() - t0
