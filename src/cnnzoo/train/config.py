@@ -199,7 +199,7 @@ def build_config(config_file: str | None = None, **overrides: Any) -> TrainConfi
 
 # Numeric settings and their ranges: (low, high, low inclusive, high inclusive); None: unbounded.
 RANGES = {
-    "epochs": (1, None, True, None), "batch_size": (1, None, True, None), "lr": (0, None, False, None),
+    "epochs": (1, None, True, None), "batch_size": (1, None, True, None), "lr": (0, None, True, None),
     "momentum": (0, 1, True, False), "weight_decay": (0, None, True, None), "warmup_epochs": (0, None, True, None),
     "step_epochs": (1, None, True, None), "step_gamma": (0, None, False, None), "label_smoothing": (0, 1, True, False),
     "grad_clip": (0, None, False, None), "workers": (0, None, True, None), "threads": (1, None, True, None),
