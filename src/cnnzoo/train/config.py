@@ -79,7 +79,8 @@ class TrainConfig:
     accum_steps: int = _f(1, "accumulate the gradients of this many batches per optimizer step")
     mixup: float = _f(0.0, "MixUp alpha (Zhang et al. 2018) on training batches; 0: off")
     cutmix: float = _f(0.0, "CutMix alpha (Yun et al. 2019) on training batches; 0: off (with mixup: one per batch)")
-    compile: bool = _f(False, "torch.compile the model (slow first epoch; see benchmarks/RESULTS.md)")
+    compile: bool = _f(False, "torch.compile the training forward and backward (compiles in the first steps; "
+                       "its speed-up on CPUs is not yet measured here)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
