@@ -39,6 +39,7 @@ from cnnzoo.deploy.meta import ModelMeta
 from cnnzoo.train import load_checkpoint
 
 OFF_THE_SHELF = ("onnxruntime", "bf16 + channels_last", "torch.compile")
+MIN_TOP1 = 0.9  # the trained model must have learned digits before its variants are compared
 AUTO = {"cnnzoo eager": "eager", "onnxruntime": "onnxruntime", "bf16 + channels_last": "bf16", "int8": "int8"}
 
 
@@ -53,6 +54,10 @@ def trained(name: str, runs: Path, size: int, epochs: int, threads: int):
             train(model=name, data="digits", out=str(run), epochs=epochs, input_size=size, in_chans=3, seed=0,
                   progress=False, tensorboard=False, threads=threads, workers=0)
     ours, info = load_checkpoint(run)
+    top1 = info["history"][-1].get("val_top1") if info["history"] else None
+    if top1 is None or top1 < MIN_TOP1:  # agreement on an untrained model would mean nothing
+        raise SystemExit(f"{name} did not learn digits (validation top-1 {top1}); agreement would be "
+                         f"measured on noise, so the benchmark stops. Remove {run} and train longer.")
     tv = getattr(torchvision.models, name)(weights=None, num_classes=10)
     tv.load_state_dict(ours.state_dict(), strict=True)
     return tv.eval(), ours.eval(), ModelMeta.from_info(info)

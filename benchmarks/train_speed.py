@@ -60,7 +60,10 @@ def minimal_loop(cfg, source, device: torch.device, epochs: int) -> dict:
                                          batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                          pin_memory=device.type == "cuda")
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * len(loader), pct_start=0.25)
+    # OneCycleLR divides by (pct_start * total_steps - 1): zero for a 4-step run; keep each phase >= 1 step
+    total = epochs * len(loader)
+    pct = min(max(0.25, 2.0 / total), 0.5) if total > 2 else 0.5
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 3), pct_start=pct)
     crit = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")

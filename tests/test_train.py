@@ -111,7 +111,7 @@ def test_googlenet_training_output_gets_aux_losses():
 # --- config ------------------------------------------------------------------------------------------------
 
 def test_yaml_then_command_line(tmp_path):
-    (tmp_path / "run.yaml").write_text("epochs: 7\nbatch-size: 32\nlr: 0.05\nchannels_last: false\nmean: [0.5]\n")
+    (tmp_path / "run.yaml").write_text("epochs: 7\nbatch-size: 32\nlr: 0.05\nchannels_last: false\nmean: [0.5]\nstd: [0.25]\n")
     cfg = build_config(str(tmp_path / "run.yaml"), lr=0.2, model="resnet18", opt=None)
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.channels_last, cfg.mean, cfg.opt) == (7, 32, 0.2, False, [0.5], "sgd")
     save_yaml(cfg, tmp_path / "saved.yaml")

@@ -109,10 +109,12 @@ def read_checkpoint(path_or_run: str | os.PathLike, which: str = "best") -> dict
     return ckpt
 
 
-def load_weights(model: torch.nn.Module, ckpt: dict[str, Any]) -> None:
-    """Load the checkpoint's weights; a checkpoint of another architecture fails in one line."""
+def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], *, ema: bool = False) -> None:
+    """Load the checkpoint's weights (with `ema`, its EMA weights when the run kept them: what inference
+    uses); a checkpoint of another architecture fails in one line."""
     try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
+        model.load_state_dict(ckpt.get("ema_state_dict", ckpt["state_dict"]) if ema else ckpt["state_dict"],
+                              strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
         raise CnnzooError(f"{ckpt['path']} holds {ckpt['model']} weights that do not fit this "
@@ -124,7 +126,8 @@ def load_checkpoint(path_or_run: str | os.PathLike, *, which: str = "best", expe
     """Rebuild the trained model from a checkpoint or run folder, in eval mode, and its description.
 
     `info` holds `model`, `num_classes`, `in_chans`, `input_size`, `mean`, `std`, `crop_pct`,
-    `classes`, `epoch`, `step`, `best_top1`, `history`, `config` and `path`: what inference needs.
+    `classes`, `epoch`, `step`, `best_top1`, `history`, `config`, `path` and `ema` (True: the weights are
+    the run's exponential moving average, which it validated): what inference needs.
     `expect_model` makes a checkpoint of another architecture an error.
     """
     from ..models import create_model
@@ -134,8 +137,8 @@ def load_checkpoint(path_or_run: str | os.PathLike, *, which: str = "best", expe
         raise CnnzooError(f"{ckpt['path']} holds a {ckpt['model']}, not a {expect_model}; "
                           f"use --model {ckpt['model']} or another checkpoint")
     model = create_model(ckpt["model"], num_classes=ckpt["num_classes"], in_chans=ckpt["in_chans"])
-    load_weights(model, ckpt)
-    info = {k: ckpt.get(k) for k in INFO_KEYS} | {"path": ckpt["path"]}
+    load_weights(model, ckpt, ema=True)
+    info = {k: ckpt.get(k) for k in INFO_KEYS} | {"path": ckpt["path"], "ema": "ema_state_dict" in ckpt}
     return model.to(device).eval(), info
 
 

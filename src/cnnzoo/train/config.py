@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,19 @@ class TrainConfig:
     split_seed: int = _f(0, "seed of those splits (independent of `seed`: the test set never moves)")
     progress: bool | None = _f(None, "progress bar; default: when stderr is a terminal")
     tensorboard: bool = _f(True, "write TensorBoard events when tensorboard is installed")
+    # --- the training loop's options (#14, #16) -------------------------------------------------------------
+    precise_bn: int = _f(1024, "recompute batch-norm statistics over this many training images with each "
+                         "epoch's final weights, before validating and saving (0: off)")
+    zero_init_residual: bool = _f(True, "start each residual block's last batch-norm scale at zero "
+                                  "(Goyal et al. 2017; from-scratch runs of models with residual blocks)")
+    ema: float | None = _f(None, "also keep an exponential moving average of the weights with this decay "
+                           "(e.g. 0.999); it is validated, saved and used by evaluate/predict")
+    patience: int | None = _f(None, "stop when validation top-1 has not improved for this many epochs")
+    accum_steps: int = _f(1, "accumulate the gradients of this many batches per optimizer step")
+    mixup: float = _f(0.0, "MixUp alpha (Zhang et al. 2018) on training batches; 0: off")
+    cutmix: float = _f(0.0, "CutMix alpha (Yun et al. 2019) on training batches; 0: off (with mixup: one per batch)")
+    compile: bool = _f(False, "torch.compile the training forward and backward (compiles in the first steps; "
+                       "its speed-up on CPUs is not yet measured here)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,7 +195,55 @@ def build_config(config_file: str | None = None, **overrides: Any) -> TrainConfi
             raise CnnzooError(f"unknown setting {name!r}")
         if value is not None:
             values[name] = _coerce(name, value, "command line")
-    return TrainConfig(**values)
+    return validate(TrainConfig(**values))
+
+
+# Numeric settings and their ranges: (low, high, low inclusive, high inclusive); None: unbounded.
+RANGES = {
+    "epochs": (1, None, True, None), "batch_size": (1, None, True, None), "lr": (0, None, True, None),
+    "momentum": (0, 1, True, False), "weight_decay": (0, None, True, None), "warmup_epochs": (0, None, True, None),
+    "step_epochs": (1, None, True, None), "step_gamma": (0, None, False, None), "label_smoothing": (0, 1, True, False),
+    "grad_clip": (0, None, False, None), "workers": (0, None, True, None), "threads": (1, None, True, None),
+    "input_size": (1, 4096, True, True), "in_chans": (1, None, True, None), "crop_pct": (0, 1, False, True),
+    "scale_min": (0, 1, False, True), "val": (0, 1, True, False), "test": (0, 1, True, False),
+    "precise_bn": (0, None, True, None), "ema": (0, 1, False, False), "patience": (1, None, True, None),
+    "accum_steps": (1, None, True, None), "mixup": (0, None, True, None), "cutmix": (0, None, True, None),
+}
+
+
+def _in_range(value: float, low, high, low_inc, high_inc) -> bool:
+    if low is not None and (value < low or (value == low and not low_inc)):
+        return False
+    return high is None or value < high or (value == high and high_inc)
+
+
+def _describe(low, high, low_inc, high_inc) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>=' if low_inc else '>'} {low}")
+    if high is not None:
+        parts.append(f"{'<=' if high_inc else '<'} {high}")
+    return " and ".join(parts)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Refuse nonsense before any work: NaN/inf, values out of range, a mean without a std."""
+    for name, (low, high, low_inc, high_inc) in RANGES.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        if not math.isfinite(value) or not _in_range(value, low, high, low_inc, high_inc):
+            raise CnnzooError(f"{name} = {value!r} is out of range: it must be a finite number "
+                              f"{_describe(low, high, low_inc, high_inc)}")
+    if cfg.val + cfg.test >= 1:
+        raise CnnzooError(f"val ({cfg.val}) + test ({cfg.test}) leave no training images; keep their sum below 1")
+    if (cfg.mean is None) != (cfg.std is None):
+        raise CnnzooError("--mean and --std go together: give both (one value per channel) or neither")
+    for name in ("mean", "std"):
+        values = getattr(cfg, name) or []
+        if not all(math.isfinite(v) for v in values) or (name == "std" and any(v <= 0 for v in values)):
+            raise CnnzooError(f"{name} = {values} must be finite numbers{' > 0' if name == 'std' else ''}")
+    return cfg
 
 
 def save_yaml(cfg: TrainConfig, path: str | os.PathLike) -> None:

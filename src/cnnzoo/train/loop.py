@@ -29,11 +29,13 @@ from ..data import load_data
 from ..errors import CnnzooError
 from ..weights import load_pretrained
 from .checkpoint import load_weights, read_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import FIELDS, RESUMABLE, TrainConfig, _coerce, build_config, read_yaml, save_yaml
+from .config import FIELDS, RESUMABLE, TrainConfig, _coerce, build_config, read_yaml, save_yaml, validate
 from .distributed import DistEnv, all_sum, barrier, broadcast_buffers, setup, teardown
 from .evaluation import autocast, evaluate_loader
+from .extras import check_run_folder, make_ema, make_mixer, remove_unfinished, zero_init_residual
 from .metrics import MetricsLog
 from .optim import Schedule, build_optimizer
+from .precise_bn import recompute_bn_stats
 from .prepare import build_loaders, default_threads, read_start_weights, resolve
 from .runlog import Progress, RunLog, tensorboard_writer
 
@@ -63,6 +65,9 @@ def _resume_config(run: str, config_file: str | None, overrides: dict[str, Any])
     path = Path(run) / "config.yaml"
     if not path.is_file():
         raise CnnzooError(f"{run!r} is not a run folder (it has no config.yaml); pass the --out folder of an earlier run")
+    if not (Path(run) / "checkpoints" / "last.pt").is_file():
+        raise CnnzooError(f"{run} holds no checkpoint to resume (the run stopped before its first epoch ended); "
+                          f"start it again with --out {run}")
     saved = read_yaml(path)
     given = read_yaml(config_file) if config_file else {}
     given |= {k: _coerce(k, v, "command line") for k, v in overrides.items() if v is not None and k in FIELDS}
@@ -75,7 +80,7 @@ def _resume_config(run: str, config_file: str | None, overrides: dict[str, Any])
             raise CnnzooError(f"{run} was trained with {name} = {saved.get(name)!r}, not {value!r}; "
                               f"a resumed run keeps its settings (start a new run to change them)")
     saved["out"] = str(run)
-    return TrainConfig(**saved)
+    return validate(TrainConfig(**saved))
 
 
 def seed_everything(seed: int, epoch: int, rank: int) -> None:
@@ -106,11 +111,18 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         self._prepare()
-        self._build()
-        for epoch in range(self.start_epoch, self.cfg.epochs):
-            t0 = time.perf_counter()
-            self._train_epoch(epoch)
-            self._end_epoch(epoch, t0)
+        try:
+            self._build()
+            for epoch in range(self.start_epoch, self.cfg.epochs):
+                if self._patience_out():
+                    break
+                t0 = time.perf_counter()
+                self._train_epoch(epoch)
+                self._end_epoch(epoch, t0)
+        except BaseException:
+            if self.env.is_main and self.owns_folder:  # nothing worth keeping: the same --out works again
+                remove_unfinished(self.run)
+            raise
         if self.tb is not None:
             self.tb.close()
         return self._finish()
@@ -137,6 +149,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model, num_classes=len(source.classes), in_chans=cfg.in_chans)
+        if cfg.zero_init_residual and weights is None and not resuming and zero_init_residual(model):
+            self.notes.append("residual blocks start as the identity (last batch-norm scale 0; --zero-init-residual)")
         self.loaders = build_loaders(cfg, source, env)
         if weights is not None:
             load_pretrained(model, weights, log=self.notes.append)
@@ -148,9 +162,11 @@ class Trainer:
                                   f"resume with the data it was trained on")
             load_weights(model, self.ckpt)
         self.run = Path(cfg.out)
-        if env.is_main and not self.resume and self.run.exists() and any(self.run.iterdir()):
-            raise CnnzooError(f"{self.run} already holds a run; pass --resume {self.run} to continue it, "
-                              f"or choose another --out")
+        half = check_run_folder(self.run, self.resume) if env.is_main else False
+        self.owns_folder = not self.resume and (half or not self.run.exists())
+        if half:
+            self.notes.append(f"replacing the half-written run in {self.run} (it had no checkpoint)")
+            remove_unfinished(self.run)
         barrier(env)  # every process has checked its input before rank 0 writes anything
         self.cfg, self.source, self.model = cfg, source, model
 
@@ -168,7 +184,10 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, cfg)
-        self.steps_per_epoch = len(self.loaders["train"])
+        self.ema = make_ema(self.model, cfg.ema)
+        self.mixer = make_mixer(cfg.mixup, cfg.cutmix, len(self.source.classes))
+        self.batches_per_epoch = len(self.loaders["train"])
+        self.steps_per_epoch = -(-self.batches_per_epoch // cfg.accum_steps)  # optimizer steps
         self.schedule = Schedule(self.optimizer, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.precision == "fp16")
         self.start_epoch, self.step, self.best, self.history = 0, 0, None, []
@@ -180,10 +199,15 @@ class Trainer:
             set_rng_state(c["rng"])
             self.start_epoch, self.step, self.history = c["epoch"], c["step"], list(c["history"])
             self.best = (c["best_top1"], -c["best_loss"], c["best_epoch"])
+            if self.ema is not None:
+                self.ema.module.load_state_dict(c["ema_state_dict"])
+                self.ema.n_averaged.copy_(c["ema_n_averaged"])
         self.metrics = MetricsLog(run / "metrics.jsonl")
         if env.is_main:
             self.metrics.rewrite(self.history)  # drops the row of an epoch that ended after the last checkpoint
         self.ddp = self.model
+        if cfg.compile:
+            self.ddp = torch.compile(self.model)
         if env.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -197,6 +221,9 @@ class Trainer:
         self.log(f"{cfg.model} ({params / 1e6:.2f} M parameters) on {cfg.data} ({len(self.source.classes)} classes; "
                  f"{sizes}) at {cfg.input_size} px, {env.device}, {cfg.precision}"
                  f"{', channels_last' if cfg.channels_last else ''}, {env.world_size} process(es){threads} -> {run}")
+        if self.ema is not None:
+            self.notes.append(f"validating an EMA of the weights (decay {cfg.ema}); checkpoints hold both, "
+                              f"evaluate and predict use the EMA weights")
         for note in self.notes:
             self.log(note)
         if self.start_epoch:
@@ -206,7 +233,7 @@ class Trainer:
         self.progress = Progress(show and env.is_main, cfg.epochs * self.steps_per_epoch, self.step)
         self.pause_at = int(os.environ.get(PAUSE_ENV, "0"))
         self.lr = self.schedule.lr()
-        self.skipped: dict[str, str] = {}
+        self.skipped = _read_skipped(run / "skipped.txt")
         self.train_seconds, self.train_images = 0.0, 0
 
     def _train_epoch(self, epoch: int) -> None:
@@ -218,6 +245,7 @@ class Trainer:
         check_every = 1 if env.device.type == "cpu" else 25  # a CUDA .item() waits for the GPU
         loss_sum, seen, skipped = torch.zeros((), device=env.device), 0, []
         bar = self.progress.epoch(epoch, cfg.epochs, self.steps_per_epoch)
+        self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y, bad) in enumerate(self.loaders["train"]):
             skipped += bad
             if not len(y):
@@ -226,47 +254,101 @@ class Trainer:
                                       f"run `cnnzoo data check {cfg.data}` and remove them")
                 continue
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+            target = y
+            if self.mixer is not None:  # seeded through torch's generator, reseeded every epoch
+                x, target = self.mixer(x, y)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(env.device, cfg.precision):
-                loss = loss_of(self.ddp(x), y, self.criterion)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.lr = self.schedule.lr()
-            self.schedule.step()
-            self.step += 1
+                loss = loss_of(self.ddp(x), target, self.criterion)
+            self.scaler.scale(loss / cfg.accum_steps).backward()
+            if (i + 1) % cfg.accum_steps == 0 or i + 1 == self.batches_per_epoch:
+                self._optimizer_step()
             loss_sum += loss.detach().float() * len(y)
             seen += len(y)
-            if (i + 1) % check_every == 0 or i + 1 == self.steps_per_epoch:
+            if (i + 1) % check_every == 0 or i + 1 == self.batches_per_epoch:
                 running = float(loss_sum) / seen
                 if not math.isfinite(running):
                     self._stop_nonfinite(running, epoch)
                 self.progress.update(bar, i + 1, self.step, running, self.lr,
                                      seen * env.world_size / (time.perf_counter() - t0))
-            if self.step == self.pause_at:
+            if self.pause_at and self.step == self.pause_at:
                 self._pause()
         self.progress.close(bar)
         seconds = time.perf_counter() - t0
         loss_total, seen_total, n_bad = all_sum([float(loss_sum), seen, len(skipped)], env)
         if not math.isfinite(loss_total):
             self._stop_nonfinite(loss_total, epoch)
+        if not seen_total:
+            raise CnnzooError(f"no training image of {cfg.data} could be read in epoch {epoch + 1}; "
+                              f"run `cnnzoo data check {cfg.data}`")
         self.train_seconds += seconds
         self.train_images += int(seen_total)
         self.epoch_stats = {"train_loss": loss_total / max(seen_total, 1), "images": int(seen_total),
                             "seconds": seconds, "skipped": int(n_bad), "skipped_list": self._gather_skipped(skipped)}
 
+    def _optimizer_step(self) -> None:
+        """Clip, step (through the fp16 scaler), update the EMA and the schedule."""
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.lr = self.schedule.lr()
+        self.schedule.step()
+        self.step += 1
+
+    def _precise_bn(self, epoch: int) -> None:
+        """Batch-norm statistics of the final weights (see precise_bn.py), for the raw and the EMA model."""
+        if not self.cfg.precise_bn:
+            return
+        cfg, env = self.cfg, self.env
+        loader = self.loaders["train"]
+        loader.sampler.set_epoch(epoch)  # the epoch's own images and augmentations: deterministic on resume
+
+        def inputs():
+            for x, y, _ in loader:
+                x = x.to(env.device, non_blocking=True)
+                yield x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+
+        for model in [self.model] + ([self.ema.module] if self.ema is not None else []):
+            with autocast(env.device, cfg.precision):
+                recompute_bn_stats(model, inputs(), cfg.precise_bn)
+
+    def _patience_out(self) -> bool:
+        """Early stopping: validation top-1 has not improved for `patience` epochs (logged once)."""
+        cfg = self.cfg
+        if not cfg.patience or self.best is None or "val" not in self.loaders:
+            return False
+        waited = len(self.history) - self.best[2]
+        if waited >= cfg.patience:
+            self.log(f"stopping early: validation top-1 has not improved for {waited} epoch(s) "
+                     f"(best {100 * self.best[0]:.2f}% in epoch {self.best[2]}; --patience {cfg.patience})")
+            return True
+        return False
+
     def _end_epoch(self, epoch: int, t0: float) -> None:
         """Validate, choose best, write the checkpoints and the metrics row (rank 0), log the epoch."""
         cfg, env, s = self.cfg, self.env, self.epoch_stats
+        self._precise_bn(epoch)
         broadcast_buffers(self.model, env)
-        val = self._validate() if "val" in self.loaders else None
+        if self.ema is not None:
+            broadcast_buffers(self.ema.module, env)
+        val = raw = None
+        if "val" in self.loaders:
+            val = raw = self._validate()
+            if self.ema is not None:
+                val = self._validate(model=self.ema.module)
+            for which, v in (("validation", val), ("validation (raw weights)", raw)):
+                if not math.isfinite(v["loss"]):
+                    self._stop_nonfinite(v["loss"], epoch, which)
+        top5 = val and (val["top5"] if len(self.source.classes) > 5 else None)
         row = {"epoch": epoch + 1, "step": self.step, "train_loss": s["train_loss"],
-               "val_loss": val and val["loss"], "val_top1": val and val["top1"], "val_top5": val and val["top5"],
+               "val_loss": val and val["loss"], "val_top1": val and val["top1"], "val_top5": top5,
+               **({"raw_val_top1": raw and raw["top1"]} if self.ema is not None else {}),
                "lr": self.lr, "seconds": round(time.perf_counter() - t0, 3),
                "images_per_s": round(s["images"] / s["seconds"], 1), "skipped": s["skipped"]}
         # Best: highest validation top-1, then lowest validation loss; a tie goes to the later epoch.
@@ -282,21 +364,25 @@ class Trainer:
                      "scaler": self.scaler.state_dict(), "epoch": epoch + 1, "step": self.step,
                      "best_top1": self.best[0], "best_loss": -self.best[1], "best_epoch": self.best[2],
                      "history": self.history, "rng": rng_state(), "config": cfg.to_dict()}
+            if self.ema is not None:
+                state |= {"ema_state_dict": self.ema.module.state_dict(), "ema_n_averaged": self.ema.n_averaged}
             save_checkpoint(state, self.run / "checkpoints", best=is_best)
             self.metrics.append(row)
             if self.tb is not None:
                 for k in ("train_loss", "val_loss", "val_top1", "val_top5", "lr", "images_per_s"):
                     if row[k] is not None:
                         self.tb.add_scalar(k, row[k], epoch + 1)
-        if s["skipped_list"]:
-            for path, why in s["skipped_list"]:
-                self.skipped.setdefault(path, why)
-            self.log(f"skipped {len(s['skipped_list'])} unreadable image(s) in epoch {epoch + 1}: "
-                     + "; ".join(f"{p} ({why})" for p, why in s["skipped_list"]))
+        new = [(p, why) for p, why in s["skipped_list"] if p not in self.skipped]
+        if new:  # each unreadable image is reported once per run, and listed in skipped.txt
+            self.skipped.update(new)
+            if env.is_main:
+                (self.run / "skipped.txt").write_text("".join(f"{p}\t{why}\n" for p, why in sorted(self.skipped.items())))
+            self.log(f"skipped {len(new)} unreadable image(s) (listed in {self.run / 'skipped.txt'}): "
+                     + "; ".join(f"{p} ({why})" for p, why in new[:5]) + ("; ..." if len(new) > 5 else ""))
         self.log(self._epoch_line(row, cfg.epochs, is_best))
 
-    def _validate(self, split: str = "val") -> dict[str, Any]:
-        return evaluate_loader(self.model, self.loaders[split], env=self.env, precision=self.cfg.precision,
+    def _validate(self, split: str = "val", model: torch.nn.Module | None = None) -> dict[str, Any]:
+        return evaluate_loader(model or self.model, self.loaders[split], env=self.env, precision=self.cfg.precision,
                                channels_last=bool(self.cfg.channels_last))
 
     def _gather_skipped(self, skipped: list) -> list[tuple[str, str]]:
@@ -308,15 +394,17 @@ class Trainer:
         return [s for part in everyone for s in part]
 
     def _epoch_line(self, row: dict[str, Any], epochs: int, is_best: bool) -> str:
-        val = (f"val_loss {row['val_loss']:.4f}  val_top1 {100 * row['val_top1']:.2f}%  "
-               f"val_top5 {100 * row['val_top5']:.2f}%  " if row["val_top1"] is not None else "")
+        top5 = f"val_top5 {100 * row['val_top5']:.2f}%  " if row["val_top5"] is not None else ""
+        raw = f"(raw {100 * row['raw_val_top1']:.2f}%)  " if row.get("raw_val_top1") is not None else ""
+        val = (f"val_loss {row['val_loss']:.4f}  val_top1 {100 * row['val_top1']:.2f}%  {raw}{top5}"
+               if row["val_top1"] is not None else "")
         return (f"epoch {row['epoch']}/{epochs}  train_loss {row['train_loss']:.4f}  {val}lr {row['lr']:.2e}  "
                 f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f} s{'  *best' if is_best else ''}")
 
-    def _stop_nonfinite(self, value: float, epoch: int) -> None:
+    def _stop_nonfinite(self, value: float, epoch: int, which: str = "training") -> None:
         last = self.run / "checkpoints" / "last.pt"
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
-        msg = (f"the loss became {value} in epoch {epoch + 1} (step {self.step}, lr {self.lr:.3g}); training stopped "
+        msg = (f"the {which} loss became {value} in epoch {epoch + 1} (step {self.step}, lr {self.lr:.3g}); training stopped "
                f"and {kept}; lower --lr, add --grad-clip 1.0, or use --precision fp32")
         self.log(msg, echo=False)
         raise CnnzooError(msg)
@@ -342,18 +430,26 @@ class Trainer:
             # The model at the end of the schedule (what the run trained), then the one validation chose.
             for which, prefix in (("last", "test"), ("best", "best_test")):
                 ckpt = read_checkpoint(run, which)
-                load_weights(self.model, ckpt)
+                load_weights(self.model, ckpt, ema=True)
                 test = self._validate("test")
                 summary |= {f"{prefix}_top1": test["top1"], f"{prefix}_top5": test["top5"],
                             f"{prefix}_loss": test["loss"], "test_images": test["images"]}
+                top5 = f"top-5 {100 * test['top5']:.2f}%  " if len(self.source.classes) > 5 else ""
                 self.log(f"test, {which} (epoch {ckpt['epoch']}): top-1 {100 * test['top1']:.2f}%  "
-                         f"top-5 {100 * test['top5']:.2f}%  loss {test['loss']:.4f}  ({test['images']} images)")
+                         f"{top5}loss {test['loss']:.4f}  ({test['images']} images)")
                 if ckpt["epoch"] == best[2]:  # last is best: the same figures
                     summary |= {f"best_test_{k}": summary[f"test_{k}"] for k in ("top1", "top5", "loss")}
                     break
         if self.skipped:
-            self.log(f"{len(self.skipped)} unreadable image(s) were skipped in all; they are listed in {run / 'log.txt'}")
+            self.log(f"{len(self.skipped)} unreadable image(s) were skipped in all; they are listed in {run / 'skipped.txt'}")
         if env.is_main:
             (run / "results.json").write_text(json.dumps(summary, indent=1))
         self.log(f"done: {run}  (checkpoints/best.pt, metrics.jsonl, log.txt)")
         return summary
+
+
+def _read_skipped(path: Path) -> dict[str, str]:
+    """The unreadable images an earlier part of this run listed (a resumed run reports only new ones)."""
+    if not path.is_file():
+        return {}
+    return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
