@@ -215,7 +215,8 @@ class Report:
 
     def write(self, path: str | Path) -> Path:
         """Write the page to `path` (folders created); returns the path."""
+        from .fileio import make_folder, write_text
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(path.parent), encoding="utf-8")
-        return path
+        make_folder(path.parent)
+        return write_text(path, self.html(path.parent))

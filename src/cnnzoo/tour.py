@@ -336,8 +336,9 @@ def run_tour(out: str | Path = "runs/tour", chapters: list[str] | None = None, q
     unknown = sorted(set(chapters or ()) - set(CHAPTERS))
     if unknown:
         raise CnnzooError(f"unknown tour chapter {', '.join(unknown)}; the chapters are {', '.join(CHAPTERS)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from .fileio import make_folder
+
+    out = make_folder(out)  # a bad --out fails now, not after an hour of chapters
     report = Report("cnnzoo tour", subtitle="The CNN architectures lecture, computed on this machine")
     print("cnnzoo tour: the CNN architectures lecture, computed")
     for name, chapter in CHAPTERS.items():

@@ -167,16 +167,21 @@ def _torch_load(path: Path) -> Any:
         # Memory-map zip-format files: a 500 MB VGG is then read straight into the model's tensors.
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if not wanted and ("Unsupported operand" in str(exc) or "Weights only load failed" not in str(exc)):
-            raise CnnzooError(f"{path} is not a readable PyTorch weights file (its bytes are not a pickle)") from None
-        what = f"calls {wanted.group(1)}" if wanted else "holds objects other than tensors"
-        raise CnnzooError(
-            f"{path} was refused: it {what}, which unpickling would run as code. cnnzoo reads weights only with "
-            f"torch.load(weights_only=True) and never falls back; if you trust the file, re-save its state_dict "
-            f"with torch.save(model.state_dict(), ...) and load that") from None
+        raise unpickling_refusal(path, exc) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise CnnzooError(f"{path} is not a readable PyTorch weights file ({_first_line(exc)})") from None
+
+
+def unpickling_refusal(path: Path, exc: pickle.UnpicklingError) -> CnnzooError:
+    """The whole story of a pickle that `weights_only=True` refused: which global it calls, and what to do."""
+    wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if not wanted and ("Unsupported operand" in str(exc) or "Weights only load failed" not in str(exc)):
+        return CnnzooError(f"{path} is not a readable PyTorch weights file (its bytes are not a pickle)")
+    what = f"calls {wanted.group(1)}" if wanted else "holds objects other than tensors"
+    return CnnzooError(
+        f"{path} was refused: it {what}, which unpickling would run as code. cnnzoo reads weights only with "
+        f"torch.load(weights_only=True) and never falls back; if you trust the file, re-save its state_dict "
+        f"with torch.save(model.state_dict(), ...) and load that")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -344,7 +349,9 @@ def convert(source: str | os.PathLike, model: str, out: str | os.PathLike, *,
     The model is built with the file's own number of classes and input channels, so every tensor must
     fit exactly; the output loads with `create_model(model, pretrained=out)`.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .fileio import write_bytes
 
     from .models import create_model, get_card
 
@@ -372,13 +379,7 @@ def convert(source: str | os.PathLike, model: str, out: str | os.PathLike, *,
     out = Path(out)
     if out.suffix != ".safetensors":
         raise CnnzooError(f"--out {out} must end in .safetensors")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(out, save(tensors, metadata={k: json.dumps(v) for k, v in meta.items()}))  # umask permissions
     params = sum(p.numel() for p in net.parameters())
     return {"source": str(w.path), "out": str(out), "model": model, "tensors": len(tensors), "parameters": params,
             "num_classes": num_classes, "in_chans": in_chans, "bytes": out.stat().st_size}

@@ -28,13 +28,11 @@ _COLORS = {"conv": "#1f77b4", "pool": "#2ca02c", "fc": "#d62728", "flatten": "#7
 
 
 def _save(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    from ..fileio import write_figure
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    for p in paths:
-        fig.savefig(p, dpi=120, bbox_inches="tight")
-    return paths
+    return [write_figure(fig, out / f"{stem}.{fmt}", dpi=120, bbox_inches="tight") for fmt in ("png", "svg")]
 
 
 def plot_layers(p: Profile, out_dir: str | Path, types: tuple[str, ...] = LECTURE_TYPES) -> list[Path]:

@@ -23,6 +23,7 @@ Methodology (what every figure of a `Measurement` means):
 from __future__ import annotations
 
 import csv
+import io
 import dataclasses
 import json
 import statistics
@@ -107,16 +108,18 @@ class BenchResult:
 
     def save(self, out: str | Path, stem: str = "bench") -> tuple[Path, Path]:
         """Write `out/stem.json` (everything, reloadable) and `out/stem.csv` (one line per measurement)."""
+        from ..fileio import write_text
+
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         js, cs = out / f"{stem}.json", out / f"{stem}.csv"
-        js.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        with cs.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["device", *(f.name for f in dataclasses.fields(Measurement))])
-            for r in self.rows:
-                w.writerow([self.device.device, *("x".join(map(str, v)) if isinstance(v, tuple) else v
-                                                  for v in dataclasses.astuple(r))])
+        rows = io.StringIO(newline="")
+        w = csv.writer(rows)
+        w.writerow(["device", *(f.name for f in dataclasses.fields(Measurement))])
+        for r in self.rows:
+            w.writerow([self.device.device, *("x".join(map(str, v)) if isinstance(v, tuple) else v
+                                              for v in dataclasses.astuple(r))])
+        write_text(js, json.dumps(self.to_dict(), indent=1) + "\n")
+        write_text(cs, rows.getvalue())
         return js, cs
 
     def table(self) -> str:

@@ -129,12 +129,13 @@ class Recommendation:
         """Save `figure()` as a PNG; returns the path."""
         from matplotlib import pyplot as plt
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from ..fileio import write_figure
+
         fig = self.figure()
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        try:
+            return write_figure(fig, path)
+        finally:
+            plt.close(fig)
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:

@@ -21,8 +21,17 @@ GROUPS = (models, analysis, training, bench, transfer, deploy, explain)
 MODEL_ARGUMENTS = {"model", "models", "pattern"}  # completed with the model names
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with every error, a subcommand's too, ending in the one line `cnnzoo: error: ...` (exit 2)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        words = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(2, f"cnnzoo: error: {words}{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnzoo", description="The classic CNN architectures, analysed and trained.")
+    parser = Parser(prog="cnnzoo", description="The classic CNN architectures, analysed and trained.")
     parser.add_argument("--version", action="version", version=f"cnnzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
@@ -63,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         import argcomplete
 
         argcomplete.autocomplete(parser)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument returns 2 like any other error; --help, --version exit
+        if exc.code != 2:
+            raise
+        return 2
     try:
         return args.run(args)
     except CnnzooError as exc:

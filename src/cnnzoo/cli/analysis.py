@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import CnnzooError
+from .args import input_size, output_dir, positive_int
 
 
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
@@ -12,9 +13,9 @@ _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 def add(sub) -> None:
     p = sub.add_parser("profile", help="the lecture's per-layer table: memory, params, flops (meta device)")
     p.add_argument("model")
-    p.add_argument("--input-size", default=None, help="227, 227x199 or 3x227x227 (default: the model card's size)")
-    p.add_argument("--batch-size", type=int, default=1, help="memory and flops are for the whole batch (default 1)")
-    p.add_argument("--depth", type=int, default=None, help="one row per module N levels down, with subtotals")
+    p.add_argument("--input-size", type=input_size, default=None, help="227, 227x199 or 3x227x227 (default: the model card's size)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="memory and flops are for the whole batch (default 1)")
+    p.add_argument("--depth", type=positive_int, default=None, help="one row per module N levels down, with subtotals")
     p.add_argument("--only", default=None, metavar="TYPES",
                    help="row types to show, e.g. conv,pool,flatten,fc ('lecture' = those four, the lecture's table)")
     p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
@@ -27,10 +28,10 @@ def add(sub) -> None:
 
     p = sub.add_parser("compare", help="models side by side, with ratios to the first (and the lecture's charts)")
     p.add_argument("models", nargs="+")
-    p.add_argument("--input-size", default=None, help="one size for all (default: each model card's size)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--input-size", type=input_size, default=None, help="one size for all (default: each model card's size)")
+    p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
-    p.add_argument("--plot", metavar="DIR", default=None,
+    p.add_argument("--plot", metavar="DIR", type=output_dir, default=None,
                    help="write per-layer bar charts, the totals and the Canziani chart as PNG and SVG into DIR")
     p.set_defaults(run=_run_compare)
 

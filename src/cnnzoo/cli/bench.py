@@ -4,42 +4,43 @@ from __future__ import annotations
 import sys
 
 from ..errors import CnnzooError
-from .args import count
+from .args import batch_sizes, count, input_size, nonneg_int, output_dir, positive_float, \
+    positive_int, threads
 
 
 def add(sub) -> None:
     p = sub.add_parser("bench", help="latency, throughput, peak memory and GFLOP/s on this machine (vs torchvision)")
     p.add_argument("models", nargs="+", metavar="MODEL", help="names or patterns ('resnet*'); 'all' = every model")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--batch-size", default="1", help="one or more, comma-separated: 1,32 (default 1)")
+    p.add_argument("--batch-size", type=batch_sizes, default=[1], help="one or more, comma-separated: 1,32 (default 1)")
     p.add_argument("--mode", choices=["infer", "train"], default="infer",
                    help="infer: eval forward under no_grad; train: forward, loss, backward, SGD step")
-    p.add_argument("--input-size", default=None, help="224, 224x224 or 3x224x224 (default: each model card's size)")
-    p.add_argument("--repeats", type=int, default=10, help="timed steps per model (median reported; default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--input-size", type=input_size, default=None, help="224, 224x224 or 3x224x224 (default: each model card's size)")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per model (median reported; default 10)")
+    p.add_argument("--warmup", type=nonneg_int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--budget", type=positive_float, default=None, metavar="SECONDS",
                    help="at most this long timing one model at one batch size (fewer repeats, at least 3)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
+    p.add_argument("--threads", type=threads, default=None, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--no-torchvision", action="store_true", help="do not time torchvision's same model alongside")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
-    p.add_argument("--out", default="runs/bench", help="writes bench.json and bench.csv here (default runs/bench)")
+    p.add_argument("--out", type=output_dir, default="runs/bench", help="writes bench.json and bench.csv here (default runs/bench)")
     p.set_defaults(run=_run_bench)
 
     p = sub.add_parser("recommend", help="which architecture for this machine: Pareto front of accuracy vs latency")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="candidates (default: one per idea of the lecture, see cnnzoo.bench.TOUR_MODELS)")
-    p.add_argument("--max-latency-ms", type=float, default=None)
+    p.add_argument("--max-latency-ms", type=positive_float, default=None)
     p.add_argument("--max-params", type=count, default=None, help="e.g. 25M, 2.5e7")
-    p.add_argument("--max-gflops", type=float, default=None,
+    p.add_argument("--max-gflops", type=positive_float, default=None,
                    help="multiply-adds per image in G, the lecture's 'GFLOP' (ResNet-50: 4.1)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--input-size", default=None, help="default: each model card's size (224; AlexNet 227)")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--input-size", type=input_size, default=None, help="default: each model card's size (224; AlexNet 227)")
     p.add_argument("--bench", default=None, metavar="FILE", help="reuse a saved bench.json instead of measuring")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads while measuring (1: steadier)")
-    p.add_argument("--out", default="runs/recommend", help="writes recommend.png and recommend.json here")
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--warmup", type=nonneg_int, default=1)
+    p.add_argument("--threads", type=threads, default=None, help="torch CPU threads while measuring (1: steadier)")
+    p.add_argument("--out", type=output_dir, default="runs/recommend", help="writes recommend.png and recommend.json here")
     p.set_defaults(run=_run_recommend)
 
 
@@ -56,10 +57,13 @@ def _run_bench(args) -> int:
         if not found:
             raise CnnzooError(f"no model matches {pattern!r}; run `cnnzoo list` to see every name")
         names += [n for n in found if n not in names]
-    try:
-        sizes = [int(b) for b in args.batch_size.split(",")]
-    except ValueError:
-        raise CnnzooError(f"--batch-size {args.batch_size!r}: expected whole numbers like 1,32") from None
+    sizes = args.batch_size
+    from ..analysis.budget import check_fits, inference_bytes, training_bytes
+
+    estimate = training_bytes if args.mode == "train" else inference_bytes
+    for name in names:  # before timing anything: one model that cannot fit would end the run midway
+        need = estimate(name, args.input_size, max(sizes))
+        check_fits(need, f"bench {name} ({args.mode}) at batch {max(sizes)}", "lower --batch-size or --input-size")
     if args.threads:
         torch.set_num_threads(args.threads)
     show = lambda r: print(f"  {r.model} ({r.impl}) batch {r.batch_size}: {r.latency_ms:.4g} ms", file=sys.stderr)  # noqa: E731
@@ -82,9 +86,11 @@ def _run_recommend(args) -> int:
                     batch_size=args.batch_size, input_size=args.input_size, repeats=args.repeats, warmup=args.warmup,
                     threads=args.threads)
     print(rec)
+    from ..fileio import write_text
+
     out = Path(args.out)
     png = rec.plot(out / "recommend.png")
-    (out / "recommend.json").write_text(json.dumps(rec.to_dict(), indent=1) + "\n")
+    write_text(out / "recommend.json", json.dumps(rec.to_dict(), indent=1) + "\n")
     print(f"\nwrote {png} and {out / 'recommend.json'}", file=sys.stderr)
     return 0 if rec.choice else 1
 

@@ -9,6 +9,7 @@ import sys
 
 from .. import catalog
 from ..errors import CnnzooError, unknown_name
+from .args import output_dir
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -28,7 +29,7 @@ def add(sub) -> None:
     p.set_defaults(run=_run_info)
 
     p = sub.add_parser("tour", help="the whole lecture in one run, written to runs/tour/index.html")
-    p.add_argument("--out", default="runs/tour", help="where the tour writes its files (default runs/tour)")
+    p.add_argument("--out", type=output_dir, default="runs/tour", help="where the tour writes its files (default runs/tour)")
     p.add_argument("--chapters", default=None, help="comma-separated: architectures,analysis,training,transfer,"
                                                     "deploy,recommendation,learned (default: all)")
     p.add_argument("--quick", action="store_true", help="3 training epochs instead of 20, fewer timed runs")

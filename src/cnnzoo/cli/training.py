@@ -4,43 +4,75 @@ from __future__ import annotations
 
 def add(sub) -> None:
     from ..train.config import add_arguments
+    from .args import TRAIN_TYPES, existing, existing_file, output_dir, output_file, positive_int, seed, \
+        split_fraction
 
     p = sub.add_parser("data", help="check a data set, or split a folder of class folders (data check|split)")
     actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     q = actions.add_parser("check", help="images per class, sizes, corrupt files, duplicates across splits, imbalance")
-    q.add_argument("data", help="an image folder, a CSV (path,label[,split]), digits or synthetic")
+    q.add_argument("data", type=_data_spec, help="an image folder, a CSV (path,label[,split]), digits or synthetic")
     q.set_defaults(run=_run_data_check)
     q = actions.add_parser("split", help="a stratified, seeded train/val/test split written as a CSV; copies no image")
-    q.add_argument("folder", help="a folder of class folders")
-    q.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1)")
-    q.add_argument("--test", type=float, default=0.1, help="test fraction (default 0.1)")
-    q.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    q.add_argument("--out", help="CSV to write (default FOLDER/split.csv)")
+    q.add_argument("folder", type=existing, help="a folder of class folders")
+    q.add_argument("--val", type=split_fraction, default=0.1, help="validation fraction (default 0.1)")
+    q.add_argument("--test", type=split_fraction, default=0.1, help="test fraction (default 0.1)")
+    q.add_argument("--seed", type=seed, default=0, help="split seed (default 0)")
+    q.add_argument("--out", type=output_file, help="CSV to write (default FOLDER/split.csv)")
     q.add_argument("--force", action="store_true", help="replace an existing CSV")
     q.set_defaults(run=_run_data_split)
 
     p = sub.add_parser("train", help="train a model: cnnzoo train --model resnet18 --data digits")
-    p.add_argument("--config", help="YAML file of settings (keys as the flags, e.g. batch_size: 128); flags win")
-    p.add_argument("--resume", metavar="RUN", help="continue the run folder RUN from checkpoints/last.pt")
-    add_arguments(p)
+    p.add_argument("--config", type=existing_file, help="YAML file of settings (keys as the flags, e.g. batch_size: 128); flags win")
+    p.add_argument("--resume", metavar="RUN", type=existing, help="continue the run folder RUN from checkpoints/last.pt")
+    add_arguments(p, TRAIN_TYPES)
     p.set_defaults(run=_run_train)
 
     p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
-    p.add_argument("target", metavar="RUN|CHECKPOINT", nargs="*",
+    p.add_argument("target", metavar="RUN|CHECKPOINT", nargs="*", type=existing,
                    help="a run folder (runs/NAME) or a .pt checkpoint (or --model and --weights instead); several: "
                    "each member and their ensemble (mean of softmax), with the gain over the best member")
     p.add_argument("--model", help="score published or converted weights without a run: a model name ...")
     p.add_argument("--weights", help="... and its weights: imagenet[:TAG], a file or a URL (with --data)")
-    p.add_argument("--data", help="data to test on (default: the run's data, split as in training)")
-    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--data", type=_data_spec, help="data to test on (default: the run's data, split as in training)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="train, val or test (default test)")
     p.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint of a run folder")
-    p.add_argument("--out", help="folder for eval-SPLIT.json and confusion-SPLIT.png (default: the run folder)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", type=output_dir, help="folder for eval-SPLIT.json and confusion-SPLIT.png (default: the run folder)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--tta", choices=("flip", "5crop", "10crop"),
                    help="also score test-time views (softmax averaged: centre crop and mirror, 5 crops, 10 crops): "
                    "the gain over the centre crop, and the cost")
     p.set_defaults(run=_run_evaluate)
+
+
+def _data_spec(text: str) -> str:
+    """digits, synthetic[:options], or an existing folder or CSV."""
+    from .args import existing
+
+    return text if text in ("digits", "synthetic") or text.startswith("synthetic:") else existing(text)
+
+
+def check_pairs(args) -> None:
+    """Settings that only mean something together: --mean needs --std and the other way round."""
+    from ..errors import CnnzooError
+
+    if (getattr(args, "mean", None) is None) != (getattr(args, "std", None) is None):
+        given, missing = ("--mean", "--std") if args.mean is not None else ("--std", "--mean")
+        raise CnnzooError(f"{given} needs {missing} as well (one value per input channel each)")
+    if args.mean is not None and len(args.mean) != len(args.std):
+        raise CnnzooError(f"--mean has {len(args.mean)} values and --std {len(args.std)}; give one per channel")
+
+
+def check_memory(args) -> None:
+    """With --model and --input-size given, refuse a step that will not fit before any data loads (the
+    data set's own size, known later, is checked by the trainer)."""
+    if not (getattr(args, "model", None) and getattr(args, "input_size", None)):
+        return
+    from ..analysis.budget import check_training
+
+    c = args.in_chans or 3
+    check_training(args.model, (c, args.input_size, args.input_size), args.batch_size or 64,
+                   "adamw" if args.opt == "adamw" else "momentum", in_chans=c)
 
 
 def _run_data_check(args) -> int:
@@ -64,6 +96,8 @@ def _run_train(args) -> int:
     from ..train import train
     from ..train.config import FIELDS
 
+    check_pairs(args)
+    check_memory(args)
     train(args.config, resume=args.resume, **{name: getattr(args, name) for name in FIELDS})
     return 0
 

@@ -6,6 +6,7 @@ from ..errors import CnnzooError
 
 def add(sub) -> None:
     from ..train.config import add_arguments
+    from .args import TRAIN_TYPES, existing_file, output_file, nonneg_int, positive_float, positive_int, side
 
     p = sub.add_parser("weights", help="published weights by name, and weights files (weights list|convert)")
     actions = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
@@ -17,12 +18,12 @@ def add(sub) -> None:
     q.add_argument("file", help="a .pth/.pt file (torchvision's, a cnnzoo checkpoint), a run folder, "
                    "a .safetensors file or an http(s) URL")
     q.add_argument("--model", required=True, help="the architecture the weights are for (`cnnzoo list`)")
-    q.add_argument("--out", required=True, help="the .safetensors file to write")
+    q.add_argument("--out", required=True, type=output_file, help="the .safetensors file to write")
     q.set_defaults(run=_run_weights_convert)
 
     p = sub.add_parser("layers", help="the layers whose activations `transfer features --layer` can extract")
     p.add_argument("model")
-    p.add_argument("--input-size", type=int, help="input side for the shapes (default: the card's)")
+    p.add_argument("--input-size", type=side, help="input side for the shapes (default: the card's)")
     p.set_defaults(run=_run_layers)
 
     p = sub.add_parser("transfer", help="reuse pretrained weights on new data (transfer features|linear|finetune)")
@@ -33,16 +34,16 @@ def add(sub) -> None:
     for mode, text in helps.items():
         q = modes.add_parser(mode, help=text)
         q.add_argument("--classes", help="the classes to keep, e.g. 5-9 or cat,dog (default all)")
-        q.add_argument("--shots", type=int, help="training images per class (default all; drops the val split)")
+        q.add_argument("--shots", type=positive_int, help="training images per class (default all; drops the val split)")
         if mode == "features":
             q.add_argument("--layer", default="pool", help="layer name or alias (`cnnzoo layers MODEL`; default pool)")
-            q.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
+            q.add_argument("--C", type=positive_float, default=1.0, help="inverse L2 strength of the logistic regression")
         if mode == "finetune":
-            q.add_argument("--backbone-lr", type=float, default=0.1, help="backbone lr / head lr (default 0.1)")
-            q.add_argument("--head-epochs", type=int, default=0, help="epochs of the new head alone first (default 0)")
+            q.add_argument("--backbone-lr", type=positive_float, default=0.1, help="backbone lr / head lr (default 0.1)")
+            q.add_argument("--head-epochs", type=nonneg_int, default=0, help="epochs of the new head alone first (default 0)")
             q.add_argument("--freeze-bn", action="store_true", help="keep batch norm's pretrained statistics")
-        q.add_argument("--config", help="YAML file of `cnnzoo train` settings; flags win")
-        add_arguments(q)
+        q.add_argument("--config", type=existing_file, help="YAML file of `cnnzoo train` settings; flags win")
+        add_arguments(q, TRAIN_TYPES)
         q.set_defaults(run=_run_transfer)
 
 
@@ -116,7 +117,10 @@ def _run_layers(args) -> int:
 def _run_transfer(args) -> int:
     from ..train.config import FIELDS
     from ..transfer import transfer
+    from .training import check_memory, check_pairs
 
+    check_pairs(args)
+    check_memory(args)
     extra = {"layer": args.layer, "C": args.C} if args.mode == "features" else {}
     if args.mode == "finetune":
         extra = {"backbone_lr": args.backbone_lr, "head_epochs": args.head_epochs, "freeze_bn": args.freeze_bn}

@@ -53,6 +53,8 @@ class _Seen:
 def _inspect_file(split: str, path: str) -> _Seen:
     from PIL import Image
 
+    from .decode import decode_image
+
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -60,7 +62,7 @@ def _inspect_file(split: str, path: str) -> _Seen:
 
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
             size, mode = img.size, img.mode
-            img.load()  # decode everything: truncated and corrupt files fail here
+        decode_image(data, "RGB")  # decode everything as training will: truncated and corrupt files fail here
         return _Seen(split, path, hashlib.blake2b(data, digest_size=16).hexdigest(), size, mode)
     except UNREADABLE_ERRORS as exc:
         return _Seen(split, path, error=f"{type(exc).__name__}: {exc}")

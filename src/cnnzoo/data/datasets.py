@@ -29,13 +29,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import CnnzooError
+from .decode import PIL_FORMATS, ImageRejected, read_image  # noqa: F401  (PIL_FORMATS: re-exported)
 from .split import stratified_split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-# Pillow decoders we allow: the common formats only (exotic decoders have had decompression-bomb bugs).
-PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
-# What a broken file raises while Pillow opens or decodes it.
-UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+# What a broken file raises while it is opened or decoded (ImageRejected: refused by `decode`, with a reason).
+UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, ImageRejected)
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
@@ -208,9 +207,15 @@ def _check_classes(found: dict[str, list[Path]], root: Path) -> None:
 
 
 def _from_csv(spec: str, path: Path, val: float, test: float, split_seed: int) -> DataSource:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-        fields = [c.strip() for c in (rows[0].keys() if rows else [])]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+            fields = [c.strip() for c in (rows[0].keys() if rows else [])]
+    except UnicodeDecodeError as exc:
+        raise CnnzooError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#x} at offset {exc.start}); "
+                          f"save it as UTF-8") from None
+    except (OSError, csv.Error) as exc:
+        raise CnnzooError(f"cannot read {path} as CSV: {getattr(exc, 'strerror', None) or exc}") from None
     if not rows or not {"path", "label"} <= set(fields):
         raise CnnzooError(f"{path} needs a header line 'path,label[,split]' and at least one row")
     base = path.parent
@@ -257,9 +262,9 @@ class Unreadable(NamedTuple):
 
 
 def open_image(path: str, mode: str) -> Image.Image:
-    """Decode an image fully (truncated files fail here, not later) in `mode` ("RGB" or "L")."""
-    with Image.open(path, formats=PIL_FORMATS) as img:
-        return img.convert(mode)
+    """Decode an image fully (truncated files fail here, not later) in `mode` ("RGB" or "L"): `decode`'s
+    path, the one predict and serve use, so 16-bit files are scaled the same everywhere."""
+    return read_image(path, mode)
 
 
 class ImageDataset(Dataset):

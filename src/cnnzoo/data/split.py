@@ -6,12 +6,14 @@ the class balance of the whole; the same files and seed always give the same spl
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CnnzooError
+from ..fileio import write_text
 
 
 def stratified_split(labels: list[int], *, val: float, test: float, seed: int = 0) -> dict[str, list[int]]:
@@ -68,12 +70,11 @@ def split_to_csv(root: str, *, val: float = 0.1, test: float = 0.1, seed: int = 
     if target.exists() and not force:
         raise CnnzooError(f"{target} already exists; pass --out to write elsewhere or --force to replace it")
     split_of = {i: name for name, idx in parts.items() for i in idx}
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     base = target.resolve().parent
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label", "split"])
-        for i, p in enumerate(paths):
-            w.writerow([os.path.relpath(p.resolve(), base), classes[labels[i]], split_of[i]])
-    os.replace(tmp, target)
+    rows = io.StringIO(newline="")
+    w = csv.writer(rows)
+    w.writerow(["path", "label", "split"])
+    for i, p in enumerate(paths):
+        w.writerow([os.path.relpath(p.resolve(), base), classes[labels[i]], split_of[i]])
+    write_text(target, rows.getvalue())
     return target, {name: len(idx) for name, idx in parts.items()}

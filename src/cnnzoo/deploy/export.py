@@ -229,61 +229,91 @@ def _real(meta: ModelMeta, images: list[str] | None, n: int = 16) -> tuple[torch
         from .images import ImageRejected, expand_inputs
 
         pre = Preprocess(meta)
-        paths, _ = expand_inputs(images)
+        paths, failures = expand_inputs(images)
+        if failures:  # the user named these images: checking on others instead would mislead
+            raise CnnzooError(f"--images {failures[0].input}: {failures[0].error}")
         xs = []
         for p in paths[:n]:
             try:
                 xs.append(pre(read_image(p, pre.mode)))
-            except ImageRejected:
-                continue
-        if xs:
-            return torch.stack(xs), f"{len(xs)} given images"
+            except ImageRejected as exc:
+                raise CnnzooError(f"--images {p}: {exc}") from None
+        return torch.stack(xs), f"{len(xs)} given images"
     return real_images(meta, n)
 
 
+def is_export(path: Path) -> bool:
+    """Whether `path` is a file cnnzoo exported (ONNX or torch.export, both carry META_KEY): safe to replace."""
+    try:
+        with open(path, "rb") as f:
+            return META_KEY.encode() in f.read(256 * 2**20)
+    except OSError:
+        return False
+
+
+def check_out(out: str | os.PathLike, force: bool = False) -> Path:
+    """Refuse, before any work, an output that is a folder or a file that is not a previous export."""
+    out = Path(out)
+    if out.is_dir():
+        raise CnnzooError(f"cannot write {out}: it is a folder; pass a file name such as {out / 'model.onnx'}")
+    if out.exists() and not force and not is_export(out):
+        raise CnnzooError(f"{out} exists and is not a cnnzoo export; pass --force to replace it or choose "
+                          f"another --out")
+    return out
+
+
 def export_model(model: nn.Module, meta: ModelMeta, fmt: str, out: str | os.PathLike, *,
-                 dynamic_batch: bool = False, batch: int = 1, images: list[str] | None = None) -> ExportReport:
-    """Export `model` (eval mode, CPU) to `out` and verify it; the file is removed if a check fails."""
+                 dynamic_batch: bool = False, batch: int = 1, images: list[str] | None = None,
+                 force: bool = False) -> ExportReport:
+    """Export `model` (eval mode, CPU) to a temporary file next to `out`, verify it, then rename it to `out`.
+
+    A failed check or write (full disk, file-size limit) leaves a previous `out` as it was."""
     if fmt not in FORMATS:
         raise CnnzooError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from ..fileio import atomic_write, make_folder
+
+    out = check_out(out, force)
+    make_folder(out.parent)
     model = model.eval()
     start = time.perf_counter()
     x = torch.randn(2 if dynamic_batch else batch, meta.in_chans, meta.input_size, meta.input_size)
     ep = trace(model, x, dynamic_batch)
     batches = [1, 3] if dynamic_batch else [batch]
     real, real_what = _real(meta, images)
-    notes: list[str] = []
-    opset = None
-    if fmt == "onnx":
-        import onnx
-        import onnxruntime as ort
+    done: dict = {"notes": [], "opset": None}
 
+    def verify(tmp: Path) -> None:
+        if fmt == "onnx":
+            import onnx
+            import onnxruntime as ort
+
+            try:
+                onnx.checker.check_model(str(tmp), full_check=True)
+            except onnx.checker.ValidationError as exc:
+                raise ExportError(f"onnx.checker rejects the exported model: {str(exc).splitlines()[0]}") from None
+            session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            run = lambda a: session.run(None, {"input": a})[0]  # noqa: E731
+            done["runtime"] = f"onnxruntime {ort.__version__}"
+        else:
+            loaded = torch.export.load(str(tmp)).module()
+            run = lambda a: loaded(torch.from_numpy(a)).detach().numpy()  # noqa: E731
+            done["runtime"] = f"torch.export.load (torch {torch.__version__})"
+        checks = done["checks"] = _checks(run, model, meta, batches, real, real_what,
+                                          None if dynamic_batch else batch)
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            c = bad[0]
+            raise ExportError(f"the exported {fmt} model differs from PyTorch on {c.inputs}: max |difference| "
+                              f"{c.max_abs_diff:.3g} > tolerance {c.tol:.3g}; nothing was written")
+
+    if fmt == "onnx":
         proto = to_onnx(ep, meta)
-        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-        onnx.save_model(proto, str(out))
-        try:
-            onnx.checker.check_model(str(out), full_check=True)
-        except onnx.checker.ValidationError as exc:
-            out.unlink(missing_ok=True)
-            raise ExportError(f"onnx.checker rejects the exported model: {str(exc).splitlines()[0]}") from None
-        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        run = lambda a: session.run(None, {"input": a})[0]  # noqa: E731
-        runtime = f"onnxruntime {ort.__version__}"
-        notes = _sensitive_layers(model, meta, {n.op_type for n in proto.graph.node})
+        done["opset"] = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        done["notes"] = _sensitive_layers(model, meta, {n.op_type for n in proto.graph.node})
+        atomic_write(out, lambda f: f.write(proto.SerializeToString()), verify=verify)
     else:
-        torch.export.save(ep, str(out), extra_files={META_KEY: meta.to_json()})
-        loaded = torch.export.load(str(out)).module()
-        run = lambda a: loaded(torch.from_numpy(a)).detach().numpy()  # noqa: E731
-        runtime = f"torch.export.load (torch {torch.__version__})"
-    checks = _checks(run, model, meta, batches, real, real_what, None if dynamic_batch else batch)
-    bad = [c for c in checks if not c.ok]
-    if bad:
-        out.unlink(missing_ok=True)
-        c = bad[0]
-        raise ExportError(f"the exported {fmt} model differs from PyTorch on {c.inputs}: max |difference| "
-                          f"{c.max_abs_diff:.3g} > tolerance {c.tol:.3g}; nothing was written")
+        atomic_write(out, lambda f: torch.export.save(ep, f, extra_files={META_KEY: meta.to_json()}), verify=verify)
+    checks, notes, opset, runtime = done["checks"], done["notes"], done["opset"], done["runtime"]
     shape = ["batch" if dynamic_batch else batch, meta.in_chans, meta.input_size, meta.input_size]
     return ExportReport(str(out), fmt, meta.model, shape, runtime, time.perf_counter() - start,
                         out.stat().st_size, checks, notes, opset)
@@ -298,14 +328,14 @@ def default_out(source: str | os.PathLike, meta: ModelMeta, fmt: str) -> Path:
 
 
 def export_run(source: str | os.PathLike | Source, fmt: str = "onnx", out: str | os.PathLike | None = None, *,
-               dynamic_batch: bool = False, images: list[str] | None = None) -> ExportReport:
+               dynamic_batch: bool = False, images: list[str] | None = None, force: bool = False) -> ExportReport:
     """Export a run folder's (or a checkpoint's, or a `load_source` result's) model; `out` defaults to
     RUN/export/MODEL.FMT."""
     src = source if isinstance(source, Source) else load_source(source)
     if src.kind != "torch":
         raise CnnzooError(f"{source} is already an ONNX file; export reads a run folder or a .pt checkpoint")
     return export_model(src.module, src.meta, fmt, out or default_out(src.path, src.meta, fmt),
-                        dynamic_batch=dynamic_batch, images=images)
+                        dynamic_batch=dynamic_batch, images=images, force=force)
 
 
 def format_report(r: ExportReport) -> str:

@@ -1,75 +1,24 @@
-"""Untrusted images in: safe decoding with limits, path expansion, and the model's eval preprocessing.
+"""Untrusted images in: path expansion and the model's eval preprocessing.
 
-Decoding defends against what an upload can do to a server: bytes that are not an image (415), a
-format outside the common ones (415: exotic Pillow decoders have had decompression-bomb bugs, so
-`Image.open(formats=...)` never tries them), a header that declares more pixels than `max_pixels`
-(413, checked before a single pixel is decoded: a 30000x30000 PNG is a few kilobytes on the wire and
-2.7 GB in memory), and truncated or corrupt data (422). Nothing in an upload is ever executed.
+Decoding itself (limits, formats, 16-bit scaling, JPEG draft) is `cnnzoo.data.decode`, the one decoder
+training, predict, serve and data check share; its names are re-exported here.
 """
 from __future__ import annotations
 
 import dataclasses
 import glob
-import io
+
 import os
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..data import eval_transform
-from ..data.datasets import PIL_FORMATS, Unreadable, is_image_file
+from ..data.datasets import Unreadable, is_image_file
+from ..data.decode import MAX_PIXELS, ImageRejected, decode_image, header_pixels, read_image  # noqa: F401
 from ..errors import CnnzooError
 from .meta import ModelMeta
-
-MAX_PIXELS = 40_000_000  # 40 megapixels: a large phone photo; Pillow's own bomb limit is 89 M (warning)
-
-
-class ImageRejected(CnnzooError):
-    """An input that is not a usable image; `status` is the HTTP status the server answers with."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def decode_image(data: bytes, mode: str, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Fully decode `data` in `mode` ("RGB" or "L"), or raise ImageRejected saying why not."""
-    if not data:
-        raise ImageRejected("empty file: no bytes to decode", 400)
-    try:
-        img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
-    except UnidentifiedImageError:
-        raise ImageRejected(f"not an image in an allowed format ({', '.join(PIL_FORMATS)})", 415) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(f"too many pixels: {exc}", 413) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageRejected(f"truncated or corrupt image header ({type(exc).__name__}: {exc})") from None
-    with img:
-        w, h = img.size
-        if w * h > max_pixels:  # the header alone tells; decoding would allocate w * h * channels bytes
-            raise ImageRejected(f"too many pixels: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the limit of "
-                                f"{max_pixels / 1e6:.0f} MP", 413)
-        if w == 0 or h == 0:
-            raise ImageRejected(f"empty image ({w}x{h})")
-        try:
-            return img.convert(mode)  # decodes every pixel: a truncated file fails here, not later
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-            raise ImageRejected(f"corrupt or truncated {img.format} data ({exc})") from None
-
-
-def read_image(path: str | os.PathLike, mode: str, *, max_pixels: int = MAX_PIXELS,
-               max_bytes: int = 256 * 2**20) -> Image.Image:
-    """Decode an image file, with the same checks as an upload."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > max_bytes:
-            raise ImageRejected(f"file too large: {size / 2**20:.0f} MiB exceeds {max_bytes / 2**20:.0f} MiB", 413)
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ImageRejected(f"cannot read the file ({exc.strerror or exc})") from None
-    return decode_image(data, mode, max_pixels=max_pixels)
 
 
 @dataclasses.dataclass

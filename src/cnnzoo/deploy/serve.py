@@ -16,7 +16,16 @@ so concurrent clients share the cost of a forward pass while the event loop keep
 The default wait is 0: images that arrive during a forward pass make up the next batch anyway, and a
 fixed wait only delays a lone client (benchmarks/serve_load.py: with 5 ms, one client's p50 doubled
 while 16 clients gained nothing over no wait).
-Binds to 127.0.0.1 unless told otherwise.
+Binds to 127.0.0.1 unless told otherwise, and answers only requests whose Host header names the bound host
+or localhost (Starlette's TrustedHostMiddleware): a web page cannot reach the local server through DNS
+rebinding.
+
+Memory. A 6300x6300 1-bit PNG is 5 KB on the wire and 119 MB decoded as RGB, so the limit is on decoded
+pixels, read from the headers before anything is decoded: `max_pixels` per request (all its files
+together) and `max_inflight_pixels` across the requests being decoded at once (the others wait their
+turn). Decoding goes straight towards the model's input size (JPEG draft, `Image.reduce`), and after a
+burst the freed heap is handed back to the system (glibc's `malloc_trim`; elsewhere a no-op), so the
+resident size falls back instead of staying at the peak.
 """
 from __future__ import annotations
 
@@ -43,7 +52,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ..errors import CnnzooError
-from .images import MAX_PIXELS, ImageRejected, decode_image
+from .images import MAX_PIXELS, ImageRejected, decode_image, header_pixels
 from .predict import Predictor, softmax
 
 
@@ -57,6 +66,59 @@ class ServeConfig:
     max_pixels: int = MAX_PIXELS
     max_files: int = 16  # images per request
     top_k: int = 5
+    max_inflight_pixels: int = 2 * MAX_PIXELS  # decoded at once over all requests; the rest wait
+    allowed_hosts: tuple[str, ...] | None = None  # Host headers answered; default the bound host and localhost
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_upload_bytes", "max_pixels", "max_files", "top_k", "max_inflight_pixels"):
+            if not getattr(self, name) >= 1:
+                raise CnnzooError(f"serve: {name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.max_wait_ms < 60_000:
+            raise CnnzooError(f"serve: max_wait_ms must be in [0, 60000), got {self.max_wait_ms}")
+        if not 0 <= self.port <= 65535:
+            raise CnnzooError(f"serve: port must be in [0, 65535], got {self.port}")
+        self.max_inflight_pixels = max(self.max_inflight_pixels, self.max_pixels)
+
+    def hosts(self) -> list[str]:
+        if self.allowed_hosts is not None:
+            return list(self.allowed_hosts)
+        if self.host in ("0.0.0.0", "::", ""):  # every interface: the names it is reached by are unknown here
+            return ["*"]
+        return sorted({self.host, f"[{self.host}]" if ":" in self.host else self.host, "localhost", "127.0.0.1",
+                       "[::1]"})
+
+
+class PixelBudget:
+    """Decoded pixels in flight: `take(n)` waits until n more fit under the limit; `give(n)` returns them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self.cond: asyncio.Condition | None = None
+
+    async def take(self, n: int) -> None:
+        self.cond = self.cond or asyncio.Condition()
+        async with self.cond:
+            await self.cond.wait_for(lambda: self.used + n <= self.limit)
+            self.used += n
+
+    async def give(self, n: int) -> None:
+        async with self.cond:
+            self.used -= n
+            self.cond.notify_all()
+
+
+def release_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc `malloc_trim(0)`); a no-op elsewhere.
+
+    glibc keeps freed blocks in its arenas for reuse, so after a burst of decodes the process would stay
+    at its peak resident size; trimming costs a few milliseconds, paid only when a burst ends."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass
 
 
 class BodyTooLarge(Exception):
@@ -203,8 +265,23 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None):
     async def too_large(request, exc: BodyTooLarge):
         return error(413, str(exc))
 
+    budget = PixelBudget(cfg.max_inflight_pixels)
+    side = int(meta.input_size / (meta.crop_pct or 1)) + 1  # the eval resize's short side: decode no finer
+
     def prepare(data: bytes) -> torch.Tensor:
-        return predictor.pre(decode_image(data, predictor.pre.mode, max_pixels=cfg.max_pixels))
+        return predictor.pre(decode_image(data, predictor.pre.mode, max_pixels=cfg.max_pixels, size=side))
+
+    def declared(files: list[tuple[str, bytes]]) -> int | JSONResponse:
+        total = 0
+        for name, data in files:
+            try:
+                total += header_pixels(data)
+            except ImageRejected:  # reported per file when it is decoded
+                continue
+        if total > cfg.max_pixels:
+            return error(413, f"too many pixels: the {len(files)} images of this request declare "
+                              f"{total / 1e6:.0f} MP in all; the limit per request is {cfg.max_pixels / 1e6:.0f} MP")
+        return total
 
     async def one(name: str, data: bytes) -> dict[str, Any]:
         try:
@@ -235,7 +312,16 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None):
             if not body:
                 return error(400, "empty body: send an image (multipart/form-data, or the raw bytes)")
             files = [("body", body)]
-        results = await asyncio.gather(*(one(name, data) for name, data in files))
+        pixels = declared(files)
+        if isinstance(pixels, JSONResponse):
+            return pixels
+        await budget.take(pixels)
+        try:
+            results = await asyncio.gather(*(one(name, data) for name, data in files))
+        finally:
+            await budget.give(pixels)
+            if budget.used == 0 and pixels > 1_000_000:  # a burst of large decodes ended
+                await run_in_threadpool(release_memory)
         bad = [r for r in results if "error" in r]
         if bad:
             what = bad[0]["error"] if len(files) == 1 else f"{len(bad)} of {len(files)} files: {bad[0]['file']}: {bad[0]['error']}"
@@ -263,7 +349,25 @@ def create_app(predictor: Predictor, cfg: ServeConfig | None = None):
     async def index():
         return page
 
-    return _limit_body(app, cfg.max_upload_bytes)
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    return _quiet_disconnects(_limit_body(TrustedHostMiddleware(app, allowed_hosts=cfg.hosts()),
+                                          cfg.max_upload_bytes))
+
+
+def _quiet_disconnects(app):
+    """ASGI middleware: a client that leaves mid-upload is one log line, not a traceback."""
+    from starlette.requests import ClientDisconnect
+
+    async def middleware(scope, receive, send):
+        try:
+            return await app(scope, receive, send)
+        except ClientDisconnect:
+            client = scope.get("client") or ("?", 0)
+            print(f"cnnzoo serve: {client[0]}:{client[1]} disconnected before its request was read",
+                  file=sys.stderr, flush=True)
+
+    return middleware
 
 
 def _formats() -> tuple[str, ...]:
@@ -276,11 +380,30 @@ def is_loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
-def run_server(app, cfg: ServeConfig) -> None:
+def bind(cfg: ServeConfig) -> socket.socket:
+    """The listening socket, bound now: a taken port fails before "serving on" is printed, and port 0
+    becomes the port the system chose (`sock.getsockname()[1]`)."""
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((cfg.host, cfg.port))
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        raise CnnzooError(f"cannot listen on {cfg.host}:{cfg.port}: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(app, cfg: ServeConfig, sock: socket.socket | None = None) -> None:
     """Serve `app` until interrupted (uvicorn, one process; the model is already loaded)."""
     import uvicorn
 
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False, timeout_keep_alive=5)
+    sock = sock or bind(cfg)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=5)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def free_port(host: str = "127.0.0.1") -> int:

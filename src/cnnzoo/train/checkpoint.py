@@ -56,9 +56,9 @@ def _write_tmp(obj: Any, path: Path) -> Path:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save` that leaves `path` either untouched or complete, whatever happens meanwhile."""
-    path = Path(path)
-    os.replace(_write_tmp(obj, path), path)
-    _fsync_dir(path.parent)
+    from ..fileio import atomic_write
+
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, *, best: bool) -> None:
@@ -100,7 +100,11 @@ def read_checkpoint(path_or_run: str | os.PathLike, which: str = "best") -> dict
     path = resolve_path(path_or_run, which)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        from ..weights import unpickling_refusal
+
+        raise unpickling_refusal(path, exc) from None
+    except ( RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnzooError(f"{path} is not a readable cnnzoo checkpoint ({first[:160]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

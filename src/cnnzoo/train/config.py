@@ -129,12 +129,15 @@ def _parser_type(name: str):
     return str
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per field, default None (= not given), so only what the user typed overrides the YAML."""
+def add_arguments(parser: argparse.ArgumentParser, types: dict[str, Any] | None = None) -> None:
+    """One flag per field, default None (= not given), so only what the user typed overrides the YAML.
+
+    `types` overrides a field's argparse type (the CLI passes `cnnzoo.cli.args.TRAIN_TYPES`: bounded numbers)."""
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         default = field.default
-        kwargs: dict[str, Any] = {"type": _parser_type(name), "default": None, "dest": name, "metavar": name.upper()}
+        kind = (types or {}).get(name) or _parser_type(name)
+        kwargs: dict[str, Any] = {"type": kind, "default": None, "dest": name, "metavar": name.upper()}
         if name in CHOICES:
             kwargs["choices"] = CHOICES[name]
             kwargs.pop("metavar")
@@ -247,8 +250,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 def save_yaml(cfg: TrainConfig, path: str | os.PathLike) -> None:
-    """Write the resolved config atomically (temporary file, then rename)."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, p)
+    """Write the resolved config atomically (temporary file, then rename; see `cnnzoo.fileio`)."""
+    from ..fileio import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..data import ImageDataset, collate, eval_transform, load_data
 from ..errors import CnnzooError
+from ..fileio import make_folder, write_text
 from .checkpoint import load_checkpoint
 from .distributed import DistEnv, all_sum, pick_device
 from .metrics import confusion_matrix, per_class_accuracy, plot_confusion, topk_correct
@@ -184,7 +185,7 @@ def _score(model: torch.nn.Module, info: dict, split_data, title: str, folder: P
     r = measure(model, info, split_data, title, batch_size, dev, precision, channels_last, workers)
     classes = info["classes"]
     cm = confusion_matrix(r["pred"], r["target"], len(classes))
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     png = folder / f"confusion-{split}.png"
     plot_confusion(cm, classes, png, f"{info['model']} on {title}: top-1 {100 * r['top1']:.2f}%")
     report = {
@@ -220,9 +221,7 @@ def format_tta(t: dict[str, Any]) -> str:
 
 
 def _write_report(report: dict[str, Any], folder: Path, split: str) -> dict[str, Any]:
-    tmp = folder / f".eval-{split}.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(folder / f"eval-{split}.json")
+    write_text(folder / f"eval-{split}.json", json.dumps(report, indent=1))
     report["json"] = str(folder / f"eval-{split}.json")
     return report
 

@@ -57,8 +57,12 @@ def plot_confusion(cm: torch.Tensor, classes: list[str], path: str | os.PathLike
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from ..fileio import write_figure
+
+    try:
+        write_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 class MetricsLog:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from ..data import ImageDataset, collate, eval_transform, load_data
 from ..errors import CnnzooError
+from ..fileio import atomic_write, make_folder, write_text
 from ..train.checkpoint import save_checkpoint
 from ..train.config import build_config
 from ..train.distributed import DistEnv, pick_device
@@ -123,10 +124,10 @@ class _Run:
     def go(self) -> dict[str, Any]:
         self._prepare()
         cfg, run = self.cfg, self.run
-        run.mkdir(parents=True, exist_ok=True)
+        make_folder(run)
         config = cfg.to_dict() | {"transfer": dataclasses.asdict(self.s)}
-        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (run / "classes.json").write_text(json.dumps(self.source.classes, indent=1))
+        write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        write_text(run / "classes.json", json.dumps(self.source.classes, indent=1))
         self.log = (_Quiet if self.quiet else RunLog)(run / "log.txt")
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.source.splits.items())
         self.log(f"transfer {self.s.mode}: {cfg.model} on {cfg.data} (classes {', '.join(self.source.classes)}; "
@@ -139,7 +140,7 @@ class _Run:
         summary |= {"out": str(run), "mode": self.s.mode, "model": cfg.model, "data": cfg.data,
                     "weights": self.s.weights, "classes": self.source.classes, "shots": self.s.shots,
                     "seconds": round(time.perf_counter() - t0, 2)}
-        (run / "results.json").write_text(json.dumps(summary, indent=1))
+        write_text(run / "results.json", json.dumps(summary, indent=1))
         self.log(f"test: top-1 {100 * summary['test_top1']:.2f}%  top-5 {100 * summary['test_top5']:.2f}%  "
                  f"({summary['test_images']} images); done: {run}")
         return summary
@@ -169,8 +170,8 @@ class _Run:
         data = {}
         for split in self.source.splits:
             x, y = extract(model, self._eval_loader(split), s.layer, device=self.env.device, precision=c.precision)
-            np.save(run / f"features-{split}.npy", x)
-            np.save(run / f"labels-{split}.npy", y)
+            atomic_write(run / f"features-{split}.npy", lambda f: np.save(f, x))
+            atomic_write(run / f"labels-{split}.npy", lambda f: np.save(f, y))
             data[split] = (x, y)
         k = len(self.source.classes)
         xtr, ytr = data["train"]
@@ -179,7 +180,8 @@ class _Run:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=s.C, max_iter=5000, random_state=c.seed))
         clf.fit(xtr, ytr)
         weight, bias = _fold(clf, k)  # logits = x @ weight.T + bias, on the raw features
-        np.savez(run / "linear.npz", weight=weight, bias=bias, layer=s.layer, classes=np.array(self.source.classes))
+        atomic_write(run / "linear.npz", lambda f: np.savez(f, weight=weight, bias=bias, layer=s.layer,
+                                                             classes=np.array(self.source.classes)))
         row: dict[str, Any] = {"epoch": 1, "step": 1, "features": int(xtr.shape[1])}
         for split, (x, y) in data.items():
             scores = torch.from_numpy(x @ weight.T + bias)
