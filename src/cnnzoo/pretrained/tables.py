@@ -20,6 +20,10 @@ from . import pytorchcv
 
 IMAGENET = "imagenet"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as pytorchcv trains with them too
+# torchvision's googlenet weights are the paper's Caffe model's, which took (x - 0.5) / 0.5 per channel: torchvision
+# converts ImageNet-normalised input to that inside the model (transform_input=True); cnnzoo's googlenet does not, so
+# the published set's own normalisation is the Caffe one (the googlenet card says so).
+OWN_NORMALISATION = {"googlenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 LICENSES = {"torchvision": "BSD-3-Clause (torchvision)", "pytorchcv": "MIT (osmr/imgclsmob)"}
 
 
@@ -62,10 +66,11 @@ def _torchvision() -> dict[str, list[Published]]:
     rows = json.loads(Path(__file__).with_name("torchvision.json").read_text())
     out: dict[str, list[Published]] = {}
     for r in rows:
+        mean, std = OWN_NORMALISATION.get(r["model"], (tuple(r["mean"]), tuple(r["std"])))
         out.setdefault(r["model"], []).append(Published(
             model=r["model"], tag=r["tag"], source="torchvision", default=r["default"], url=r["url"], file=r["file"],
             sha256=r["sha256"], sha1=None, mb=r["mb"], top1=r["top1"], top5=r["top5"], resize=r["resize"],
-            crop=r["crop"], interpolation=r["interpolation"], mean=tuple(r["mean"]), std=tuple(r["std"])))
+            crop=r["crop"], interpolation=r["interpolation"], mean=mean, std=std))
     return out
 
 
