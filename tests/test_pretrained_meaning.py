@@ -39,3 +39,28 @@ def test_googlenet_weights_record_the_caffe_normalisation(tmp_path):
 def test_weights_doc_is_current():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_weights_doc.py"), "--check"])
     assert result.returncode == 0, "docs/weights.md is out of date: run scripts/make_weights_doc.py"
+
+
+def test_whole_weights_skip_the_random_initialisation(tmp_path, monkeypatch):
+    """Weights that fill the model are assigned to a model built on the meta device: no random initialisation runs
+    (it would cost as much as reading the file), and the model computes the file's logits and trains."""
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18().eval()
+    torch.save({k: v for k, v in tv.state_dict().items() if "num_batches" not in k}, tmp_path / "r18.pth")
+
+    def no_init(tensor, *args, **kwargs):
+        assert tensor.is_meta, "a random initialisation ran on real memory"
+        return tensor
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.nn.init, "kaiming_normal_", no_init)
+        m.setattr(torch.nn.init, "kaiming_uniform_", no_init)
+        model = create_model("resnet18", pretrained=str(tmp_path / "r18.pth"), log=lambda line: None).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tv(x), rtol=0, atol=0)
+    assert int(model.bn1.num_batches_tracked) == 0 and all(p.requires_grad for p in model.parameters())
+    model.train()(x).sum().backward()
+    assert model.conv1.weight.grad is not None
+    head = create_model("resnet18", num_classes=3, pretrained=str(tmp_path / "r18.pth"), log=lambda line: None)
+    assert not any(t.is_meta for t in head.state_dict().values())  # a new head: built and initialised as usual
