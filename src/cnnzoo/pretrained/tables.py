@@ -98,21 +98,24 @@ def why_none(model: str) -> str:
 
 
 def is_spec(source: object) -> bool:
-    """Whether a --weights value names published weights (`imagenet`, `imagenet:v2`) rather than a file."""
-    return isinstance(source, str) and (source == IMAGENET or source.startswith(IMAGENET + ":"))
+    """Whether a --weights value names published weights (`imagenet`, `imagenet:v2`, any case) rather than a file
+    (a file called `imagenet` is `./imagenet`)."""
+    return isinstance(source, str) and source.partition(":")[0].lower() == IMAGENET
 
 
 def resolve(model: str, spec: str = IMAGENET) -> Published:
-    """The published set that `spec` (`imagenet` or `imagenet:TAG`) names for `model`."""
+    """The published set that `spec` (`imagenet` or `imagenet:TAG`; TAG in any case, `IMAGENET1K_V1` as `v1`)
+    names for `model`."""
     sets = published(model)
     if not sets:
         raise CnnzooError(f"{model} has no published ImageNet weights ({why_none(model)}); train it "
                           f"(`cnnzoo train --model {model} ...`) or pass a weights file")
-    tag = spec.partition(":")[2]
-    if not tag:
+    _, colon, tag = spec.partition(":")
+    if not colon:
         return sets[0]
+    want = tag.strip().lower().removeprefix("imagenet1k_")  # torchvision's enum name works too: IMAGENET1K_V2
     for p in sets:
-        if p.tag == tag:
+        if p.tag == want:
             return p
     tags = ", ".join(f"{IMAGENET}:{p.tag}" for p in sets)
     raise CnnzooError(f"{model} has no weights tagged {tag!r}; it has {tags} (`cnnzoo weights list {model}`)")
