@@ -153,6 +153,16 @@ def test_good_downloads_land_verified_and_load_once(env, files):
     assert cache_files(env["cache"]) == sorted([".cnnzoo-verified.json", files["tv_file"], files["cv_file"]])
 
 
+def test_progress_bar_when_asked(env, capsys, monkeypatch):
+    create_model("shufflenet_v2_x0_5", pretrained=True)  # not a terminal: no bar
+    assert "B/s" not in capsys.readouterr().err
+    for f in env["cache"].iterdir():
+        f.unlink()
+    monkeypatch.setenv("CNNZOO_PROGRESS", "1")
+    create_model("shufflenet_v2_x0_5", pretrained=True)
+    assert "B/s" in capsys.readouterr().err
+
+
 def test_tags_and_models_without_weights(env):
     with pytest.raises(CnnzooError, match=r"no weights tagged 'v9'; it has imagenet:v1"):
         create_model("shufflenet_v2_x0_5", pretrained="imagenet:v9")
@@ -210,6 +220,24 @@ def test_connect_and_read_timeouts_are_separate(env, files, monkeypatch):
     assert time.monotonic() - start < 3
     monkeypatch.setenv("CNNZOO_WEIGHTS_TIMEOUT", "soon")
     assert "CONNECT,READ" in bad(env, {})
+
+
+def test_a_mirror_that_is_not_a_url_is_one_line(env, files, monkeypatch):
+    for mirror in ("not a url", "http://[::1", "ftp://127.0.0.1:9", "https://"):
+        monkeypatch.setenv("CNNZOO_WEIGHTS_MIRROR", mirror)
+        assert "is not a mirror URL" in bad(env, {})
+    monkeypatch.setenv("CNNZOO_WEIGHTS_MIRROR", files["folder"].as_uri())  # a folder on a machine without a network
+    torch.testing.assert_close(logits(create_model("shufflenet_v2_x0_5", pretrained=True)), logits(files["tv"]))
+
+
+def test_malformed_weight_urls_are_one_line(env):
+    cases = {"http://[::1/x.pth": "not a valid URL", "http://127.0.0.1:9/": "names no file",
+             "http://127.0.0.1:9/a/..": "names no file", "http://127.0.0.1:9/x.pth#sha256=zz": "must be sha256="}
+    for url, message in cases.items():
+        with pytest.raises(CnnzooError, match=message) as err:
+            create_model("shufflenet_v2_x0_5", pretrained=url)
+        assert "\n" not in str(err.value)
+    assert cache_files(env["cache"]) == [] and env["hits"] == []
 
 
 def test_zip_with_a_path_outside_its_folder(env):

@@ -4,7 +4,8 @@
 - From `CNNZOO_WEIGHTS_MIRROR/<file name>` when that is set (a mirror, a firewall's proxy, the tests' local server),
   else from the origin; the checksums are the same either way.
 - With a connect and a read timeout (`CNNZOO_WEIGHTS_TIMEOUT=CONNECT[,READ]` seconds, default 15,60: an unreachable
-  host fails fast, a slow mirror may pause longer between chunks) and a progress bar on a terminal.
+  host fails fast, a slow mirror may pause longer between chunks) and a progress bar on a terminal
+  (`CNNZOO_PROGRESS=1` asks for one elsewhere, e.g. in a CI log; `0` turns it off).
 - Into a temporary file beside the target, checked (the SHA-256 prefix torch.hub checks, or a full SHA-1) before it
   is renamed into place; removed on every failure, Ctrl-C included. A zip (pytorchcv's) is read member by member:
   only the expected `.pth` member, no path with `..` or a root, at most `MAX_BYTES`; nothing is extracted to paths.
@@ -31,6 +32,7 @@ from typing import Callable
 from ..errors import CnnzooError
 
 CACHE_ENV, MIRROR_ENV, TIMEOUT_ENV = "CNNZOO_CACHE", "CNNZOO_WEIGHTS_MIRROR", "CNNZOO_WEIGHTS_TIMEOUT"
+PROGRESS_ENV = "CNNZOO_PROGRESS"
 MAX_BYTES = 4 << 30  # no published weight file of the lecture's models is near 4 GB (VGG-19: 548 MB)
 STAMPS = ".cnnzoo-verified.json"
 CHUNK = 1 << 20
@@ -50,10 +52,18 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def source_url(url: str) -> str:
-    """The URL to fetch: the mirror's copy of the same file name when CNNZOO_WEIGHTS_MIRROR is set."""
-    mirror = os.environ.get(MIRROR_ENV)
+    """The URL to fetch: the mirror's copy of the same file name when CNNZOO_WEIGHTS_MIRROR is set (an http(s)://
+    server, or a file:// folder on a machine without a network)."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
     if not mirror:
         return url
+    try:
+        scheme, host = urllib.parse.urlsplit(mirror)[:2]
+    except ValueError:
+        scheme, host = "", ""
+    if scheme not in ("http", "https", "file") or (scheme != "file" and not host):
+        raise CnnzooError(f"{MIRROR_ENV}={mirror!r} is not a mirror URL: give https://HOST/FOLDER (or file:///FOLDER) "
+                          f"that serves the weights' file names")
     return mirror.rstrip("/") + "/" + os.path.basename(urllib.parse.urlparse(url).path)
 
 
@@ -249,7 +259,8 @@ def _read_timeout(response, seconds: float) -> None:
 
 @contextlib.contextmanager
 def _progress(total: int | None, name: str):
-    if not sys.stderr.isatty():
+    asked = os.environ.get(PROGRESS_ENV, "").strip().lower()
+    if not (asked in ("1", "true", "yes", "on") or (sys.stderr.isatty() and asked not in ("0", "false", "no", "off"))):
         yield _Silent()
         return
     from tqdm import tqdm
