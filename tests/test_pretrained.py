@@ -67,7 +67,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mirror(files):
-    """The local mirror; paths under /truncated/ promise more bytes than they send, /silent/ never answers."""
+    """The local mirror; paths under /truncated/ promise more bytes than they send, /silent/ never answers,
+    /stalled/ answers and sends a little of the body, then nothing."""
     hits = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -77,6 +78,15 @@ def mirror(files):
         def do_GET(self):
             hits.append(self.path)
             if self.path.startswith("/silent/"):
+                time.sleep(3)
+                return
+            if self.path.startswith("/stalled/"):
+                data = (files["folder"] / self.path.rsplit("/", 1)[1]).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[:1000])
+                self.wfile.flush()
                 time.sleep(3)
                 return
             if self.path.startswith("/truncated/"):
@@ -143,12 +153,27 @@ def test_good_downloads_land_verified_and_load_once(env, files):
     assert cache_files(env["cache"]) == sorted([".cnnzoo-verified.json", files["tv_file"], files["cv_file"]])
 
 
+def test_progress_bar_when_asked(env, capsys, monkeypatch):
+    create_model("shufflenet_v2_x0_5", pretrained=True)  # not a terminal: no bar
+    assert "B/s" not in capsys.readouterr().err
+    for f in env["cache"].iterdir():
+        f.unlink()
+    monkeypatch.setenv("CNNZOO_PROGRESS", "1")
+    create_model("shufflenet_v2_x0_5", pretrained=True)
+    assert "B/s" in capsys.readouterr().err
+
+
 def test_tags_and_models_without_weights(env):
     with pytest.raises(CnnzooError, match=r"no weights tagged 'v9'; it has imagenet:v1"):
         create_model("shufflenet_v2_x0_5", pretrained="imagenet:v9")
     with pytest.raises(CnnzooError, match="googlenet_paper has no published ImageNet weights"):
         create_model("googlenet_paper", pretrained=True)
     assert tables.resolve("resnet50", "imagenet").tag == "v2" and tables.resolve("resnet50", "imagenet:v1").top1 == 76.13
+    for spec in ("ImageNet:V1", "imagenet:IMAGENET1K_V1", "IMAGENET:imagenet1k_v1"):  # torchvision's enum names too
+        assert tables.is_spec(spec) and tables.resolve("resnet50", spec).tag == "v1"
+    assert not tables.is_spec("imagenet.pth") and not tables.is_spec("./imagenet")
+    with pytest.raises(CnnzooError, match="no weights tagged ''"):  # a colon promises a tag
+        tables.resolve("resnet50", "imagenet:")
 
 
 def bad(env, row_changes: dict, model="shufflenet_v2_x0_5"):
@@ -185,6 +210,36 @@ def test_server_that_stops_answering(env, files, monkeypatch):
     assert time.monotonic() - start < 3
 
 
+def test_connect_and_read_timeouts_are_separate(env, files, monkeypatch):
+    monkeypatch.delenv("CNNZOO_WEIGHTS_MIRROR")
+    monkeypatch.setenv("CNNZOO_WEIGHTS_TIMEOUT", "5,0.5")  # the body stalls: the read timeout
+    start = time.monotonic()
+    assert "no answer within 0.5 s" in bad(env, {"url": f"{env['base']}/stalled/{files['tv_file']}"})
+    monkeypatch.setenv("CNNZOO_WEIGHTS_TIMEOUT", "0.5,5")  # the headers never come: the connect timeout
+    assert "no answer within 0.5 s" in bad(env, {"url": f"{env['base']}/silent/{files['tv_file']}"})
+    assert time.monotonic() - start < 3
+    monkeypatch.setenv("CNNZOO_WEIGHTS_TIMEOUT", "soon")
+    assert "CONNECT,READ" in bad(env, {})
+
+
+def test_a_mirror_that_is_not_a_url_is_one_line(env, files, monkeypatch):
+    for mirror in ("not a url", "http://[::1", "ftp://127.0.0.1:9", "https://"):
+        monkeypatch.setenv("CNNZOO_WEIGHTS_MIRROR", mirror)
+        assert "is not a mirror URL" in bad(env, {})
+    monkeypatch.setenv("CNNZOO_WEIGHTS_MIRROR", files["folder"].as_uri())  # a folder on a machine without a network
+    torch.testing.assert_close(logits(create_model("shufflenet_v2_x0_5", pretrained=True)), logits(files["tv"]))
+
+
+def test_malformed_weight_urls_are_one_line(env):
+    cases = {"http://[::1/x.pth": "not a valid URL", "http://127.0.0.1:9/": "names no file",
+             "http://127.0.0.1:9/a/..": "names no file", "http://127.0.0.1:9/x.pth#sha256=zz": "must be sha256="}
+    for url, message in cases.items():
+        with pytest.raises(CnnzooError, match=message) as err:
+            create_model("shufflenet_v2_x0_5", pretrained=url)
+        assert "\n" not in str(err.value)
+    assert cache_files(env["cache"]) == [] and env["hits"] == []
+
+
 def test_zip_with_a_path_outside_its_folder(env):
     assert "outside its folder" in bad(env, {"url": f"{ORIGIN}/evil.pth.zip", "file": "evil.pth"}, "mobilenet_v1_025")
 
@@ -205,6 +260,8 @@ def test_offline_is_one_line_naming_url_and_path(env, monkeypatch, files):
     message = bad(env, {})
     assert f"{ORIGIN}/{files['tv_file']}" in message and str(env["cache"] / files["tv_file"]) in message
     assert "fetch it by hand" in message and time.monotonic() - start < 2
+    zipped = bad(env, {}, "mobilenet_v1_025")  # a zip fetched by hand: say which member goes where
+    assert f"put the {files['cv_file']} it holds at {env['cache'] / files['cv_file']}" in zipped
 
 
 def test_a_corrupted_cache_file_is_fetched_again(env, files, capsys):

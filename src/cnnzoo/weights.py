@@ -74,11 +74,16 @@ def download(url: str, *, cache: str | os.PathLike | None = None, log: Log | Non
     (or a `#sha256=<hex>` pin), as torch.hub does. See `cnnzoo.pretrained.fetch` for how."""
     from .pretrained.fetch import Check, fetch
 
-    parts = urllib.parse.urlparse(url)
+    try:
+        parts = urllib.parse.urlparse(url)
+    except ValueError as exc:  # a malformed host such as http://[::1
+        raise CnnzooError(f"{url!r} is not a valid URL ({exc})") from None
     name = os.path.basename(parts.path)
-    if not name:
+    if not name or name.startswith("."):  # no file, or `..`: the name becomes a path in the cache
         raise CnnzooError(f"{url} names no file; weights URLs end in a file name such as resnet18-f37072fd.pth")
     pinned = re.fullmatch(r"sha256=([a-fA-F0-9]{8,64})", parts.fragment)
+    if parts.fragment and not pinned:
+        raise CnnzooError(f"{url}: the part after '#' must be sha256=<8 to 64 hex digits>, got {parts.fragment!r}")
     expected = pinned.group(1).lower() if pinned else (m.group(1) if (m := HASH_IN_NAME.search(name)) else None)
     path = fetch(url.split("#", 1)[0], name, Check(sha256=expected), cache=cache, log=log)
     if expected is None:

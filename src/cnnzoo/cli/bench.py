@@ -9,7 +9,10 @@ from .args import batch_sizes, count, input_size, nonneg_int, output_dir, positi
 
 
 def add(sub) -> None:
-    p = sub.add_parser("bench", help="latency, throughput, peak memory and GFLOP/s on this machine (vs torchvision)")
+    p = sub.add_parser("bench", help="latency, throughput, peak memory and GFLOP/s on this machine (vs torchvision)",
+                       description="Times freshly initialised models: a dense network does the same multiply-adds "
+                                   "whatever its weights are, so bench takes no --weights (a flag accepted and "
+                                   "ignored would suggest otherwise).")
     p.add_argument("models", nargs="+", metavar="MODEL", help="names or patterns ('resnet*'); 'all' = every model")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch-size", type=batch_sizes, default=[1], help="one or more, comma-separated: 1,32 (default 1)")

@@ -3,7 +3,9 @@
 - Into torch.hub's cache (`$TORCH_HOME/hub/checkpoints`; `CNNZOO_CACHE` moves it), where torchvision looks too.
 - From `CNNZOO_WEIGHTS_MIRROR/<file name>` when that is set (a mirror, a firewall's proxy, the tests' local server),
   else from the origin; the checksums are the same either way.
-- With a connect and read timeout (`CNNZOO_WEIGHTS_TIMEOUT` seconds, default 30) and a progress bar on a terminal.
+- With a connect and a read timeout (`CNNZOO_WEIGHTS_TIMEOUT=CONNECT[,READ]` seconds, default 15,60: an unreachable
+  host fails fast, a slow mirror may pause longer between chunks) and a progress bar on a terminal
+  (`CNNZOO_PROGRESS=1` asks for one elsewhere, e.g. in a CI log; `0` turns it off).
 - Into a temporary file beside the target, checked (the SHA-256 prefix torch.hub checks, or a full SHA-1) before it
   is renamed into place; removed on every failure, Ctrl-C included. A zip (pytorchcv's) is read member by member:
   only the expected `.pth` member, no path with `..` or a root, at most `MAX_BYTES`; nothing is extracted to paths.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import socket
@@ -29,6 +32,7 @@ from typing import Callable
 from ..errors import CnnzooError
 
 CACHE_ENV, MIRROR_ENV, TIMEOUT_ENV = "CNNZOO_CACHE", "CNNZOO_WEIGHTS_MIRROR", "CNNZOO_WEIGHTS_TIMEOUT"
+PROGRESS_ENV = "CNNZOO_PROGRESS"
 MAX_BYTES = 4 << 30  # no published weight file of the lecture's models is near 4 GB (VGG-19: 548 MB)
 STAMPS = ".cnnzoo-verified.json"
 CHUNK = 1 << 20
@@ -48,10 +52,18 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def source_url(url: str) -> str:
-    """The URL to fetch: the mirror's copy of the same file name when CNNZOO_WEIGHTS_MIRROR is set."""
-    mirror = os.environ.get(MIRROR_ENV)
+    """The URL to fetch: the mirror's copy of the same file name when CNNZOO_WEIGHTS_MIRROR is set (an http(s)://
+    server, or a file:// folder on a machine without a network)."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
     if not mirror:
         return url
+    try:
+        scheme, host = urllib.parse.urlsplit(mirror)[:2]
+    except ValueError:
+        scheme, host = "", ""
+    if scheme not in ("http", "https", "file") or (scheme != "file" and not host):
+        raise CnnzooError(f"{MIRROR_ENV}={mirror!r} is not a mirror URL: give https://HOST/FOLDER (or file:///FOLDER) "
+                          f"that serves the weights' file names")
     return mirror.rstrip("/") + "/" + os.path.basename(urllib.parse.urlparse(url).path)
 
 
@@ -115,10 +127,14 @@ def fetch(url: str, file: str, check: Check, *, cache: str | os.PathLike | None 
 
 
 def _download(url: str, part: Path, target: Path) -> None:
-    timeout = _timeout()
+    connect, read = _timeouts()
+    waited = connect  # the response's headers are read under the connect timeout, its body under the read timeout
     request = urllib.request.Request(url, headers={"User-Agent": "cnnzoo"})
+    by_hand = f"put it at {target}" if not url.endswith(".zip") else f"put the {target.name} it holds at {target}"
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as out:
+        with urllib.request.urlopen(request, timeout=connect) as response, open(part, "wb") as out:
+            _read_timeout(response, read)
+            waited = read
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             if total is not None and total > MAX_BYTES:
@@ -136,12 +152,15 @@ def _download(url: str, part: Path, target: Path) -> None:
     except urllib.error.HTTPError as exc:
         raise CnnzooError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from None
     except (socket.timeout, TimeoutError):
-        raise CnnzooError(f"could not download {url}: no answer within {timeout:g} s "
+        raise CnnzooError(f"could not download {url}: no answer within {waited:g} s "
                           f"(set {TIMEOUT_ENV} to wait longer); nothing was cached") from None
     except urllib.error.URLError as exc:
         reason = exc.reason if not isinstance(exc.reason, OSError) else (exc.reason.strerror or exc.reason)
-        raise CnnzooError(f"could not download {url} ({reason}); offline? fetch it by hand and put it at {target}, "
+        raise CnnzooError(f"could not download {url} ({reason}); offline? fetch it by hand and {by_hand}, "
                           f"or set {MIRROR_ENV} to a folder URL that has it") from None
+    except http.client.HTTPException as exc:  # a broken chunked body, a garbled status line
+        raise CnnzooError(f"could not download {url}: the server broke off ({type(exc).__name__}); "
+                          f"nothing was cached") from None
     except OSError as exc:
         raise CnnzooError(f"could not download {url} to {part.parent}: {exc.strerror or exc}") from None
 
@@ -219,20 +238,29 @@ def _remember(path: Path, digest: str, algorithm: str | None = None) -> None:
             tmp.unlink()
 
 
-def _timeout() -> float:
-    text = os.environ.get(TIMEOUT_ENV, "30")
+def _timeouts() -> tuple[float, float]:
+    """(connect, read) seconds from $CNNZOO_WEIGHTS_TIMEOUT: "CONNECT,READ", or one number for both."""
+    text = os.environ.get(TIMEOUT_ENV, "15,60")
     try:
-        value = float(text)
+        values = [float(v) for v in text.split(",")]
     except ValueError:
-        value = -1
-    if not 0 < value < float("inf"):
-        raise CnnzooError(f"{TIMEOUT_ENV}={text!r} must be a number of seconds > 0")
-    return value
+        values = []
+    if len(values) not in (1, 2) or not all(0 < v < float("inf") for v in values):
+        raise CnnzooError(f"{TIMEOUT_ENV}={text!r} must be seconds > 0: CONNECT,READ (e.g. 15,60) or one number")
+    return values[0], values[-1]
+
+
+def _read_timeout(response, seconds: float) -> None:
+    """urlopen's timeout is the connect timeout; the body's reads get their own (on the response's socket)."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 @contextlib.contextmanager
 def _progress(total: int | None, name: str):
-    if not sys.stderr.isatty():
+    asked = os.environ.get(PROGRESS_ENV, "").strip().lower()
+    if not (asked in ("1", "true", "yes", "on") or (sys.stderr.isatty() and asked not in ("0", "false", "no", "off"))):
         yield _Silent()
         return
     from tqdm import tqdm

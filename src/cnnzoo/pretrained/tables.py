@@ -20,6 +20,10 @@ from . import pytorchcv
 
 IMAGENET = "imagenet"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as pytorchcv trains with them too
+# torchvision's googlenet weights are the paper's Caffe model's, which took (x - 0.5) / 0.5 per channel: torchvision
+# converts ImageNet-normalised input to that inside the model (transform_input=True); cnnzoo's googlenet does not, so
+# the published set's own normalisation is the Caffe one (the googlenet card says so).
+OWN_NORMALISATION = {"googlenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 LICENSES = {"torchvision": "BSD-3-Clause (torchvision)", "pytorchcv": "MIT (osmr/imgclsmob)"}
 
 
@@ -62,10 +66,11 @@ def _torchvision() -> dict[str, list[Published]]:
     rows = json.loads(Path(__file__).with_name("torchvision.json").read_text())
     out: dict[str, list[Published]] = {}
     for r in rows:
+        mean, std = OWN_NORMALISATION.get(r["model"], (tuple(r["mean"]), tuple(r["std"])))
         out.setdefault(r["model"], []).append(Published(
             model=r["model"], tag=r["tag"], source="torchvision", default=r["default"], url=r["url"], file=r["file"],
             sha256=r["sha256"], sha1=None, mb=r["mb"], top1=r["top1"], top5=r["top5"], resize=r["resize"],
-            crop=r["crop"], interpolation=r["interpolation"], mean=tuple(r["mean"]), std=tuple(r["std"])))
+            crop=r["crop"], interpolation=r["interpolation"], mean=mean, std=std))
     return out
 
 
@@ -93,21 +98,24 @@ def why_none(model: str) -> str:
 
 
 def is_spec(source: object) -> bool:
-    """Whether a --weights value names published weights (`imagenet`, `imagenet:v2`) rather than a file."""
-    return isinstance(source, str) and (source == IMAGENET or source.startswith(IMAGENET + ":"))
+    """Whether a --weights value names published weights (`imagenet`, `imagenet:v2`, any case) rather than a file
+    (a file called `imagenet` is `./imagenet`)."""
+    return isinstance(source, str) and source.partition(":")[0].lower() == IMAGENET
 
 
 def resolve(model: str, spec: str = IMAGENET) -> Published:
-    """The published set that `spec` (`imagenet` or `imagenet:TAG`) names for `model`."""
+    """The published set that `spec` (`imagenet` or `imagenet:TAG`; TAG in any case, `IMAGENET1K_V1` as `v1`)
+    names for `model`."""
     sets = published(model)
     if not sets:
         raise CnnzooError(f"{model} has no published ImageNet weights ({why_none(model)}); train it "
                           f"(`cnnzoo train --model {model} ...`) or pass a weights file")
-    tag = spec.partition(":")[2]
-    if not tag:
+    _, colon, tag = spec.partition(":")
+    if not colon:
         return sets[0]
+    want = tag.strip().lower().removeprefix("imagenet1k_")  # torchvision's enum name works too: IMAGENET1K_V2
     for p in sets:
-        if p.tag == tag:
+        if p.tag == want:
             return p
     tags = ", ".join(f"{IMAGENET}:{p.tag}" for p in sets)
     raise CnnzooError(f"{model} has no weights tagged {tag!r}; it has {tags} (`cnnzoo weights list {model}`)")
