@@ -113,7 +113,7 @@ def test_filters_and_activations_write_pngs(weights, tmp_path, capsys):
     (["explain", "missing.png", "--out", "o"], "no such file"),
     (["explain", "a.png", "--target", "zebra", "--out", "o"], "unknown class 'zebra'"),
     (["explain", "a.png", "--method", "saliency", "--layer", "layer1", "--out", "o"], "applies to gradcam only"),
-    (["activations", "missing.png", "--layer", "layer1", "--out", "o.png"], "does not exist"),
+    (["activations", "missing.png", "--layer", "layer1", "--out", "o.png"], "no such file"),
     (["activations", "a.png", "--layer", "fc", "--out", "o.png"], "needs a layer with a spatial map"),
 ])
 def test_bad_input_is_one_line(weights, tmp_path, capsys, monkeypatch, words, says):

@@ -269,6 +269,47 @@ CASES = [
     ("serve missing", "serve {tmp}/nope.pt", "no such file"),
     ("serve evil", "serve {evil}", "calls posix.system"),
     ("serve port taken", "serve {run} --backend eager --port {taken}", "cannot listen"),
+    # -- explain, filters, activations (the run is mobilenet_v1_025 at 8 px) ------------------------------------------
+    ("explain unknown layer", "explain {run} {img} --layer layer9 --out {tmp}/x", "no layer"),
+    ("explain pooled layer", "explain {run} {img} --layer pool --out {tmp}/x", "spatial map"),
+    ("explain gradcam++", "explain {run} {img} --method gradcam++ --out {tmp}/x", "gradcam++"),
+    ("explain missing image", "explain {run} {tmp}/nope.png --out {tmp}/x", "no such file"),
+    ("explain unknown class", "explain {run} {img} --target zebra --out {tmp}/x", "unknown class"),
+    ("explain class out of range", "explain {run} {img} --target 12 --out {tmp}/x", "out of range"),
+    ("explain layer on saliency", "explain {run} {img} --method saliency --layer features.1 --out {tmp}/x",
+     "gradcam only"),
+    ("explain an onnx file", "explain {onnx} {img} --out {tmp}/x", "onnx"),
+    ("explain an architecture", "explain resnet18 {img} --out {tmp}/x", "not a trained model"),
+    ("explain evil", "explain {evil} {img} --out {tmp}/x", "calls posix.system"),
+    ("explain out in proc", "explain {run} {img} --out /proc/cnnzoo-x", "kernel file system"),
+    ("filters missing", "filters {tmp}/nope --out {tmp}/f.png", "does not exist"),
+    ("filters evil", "filters {evil} --out {tmp}/f.png", "calls posix.system"),
+    ("filters out in proc", "filters {run} --out /proc/f.png", "kernel file system"),
+    ("activations unknown layer", "activations {run} {img} --layer layer9 --out {tmp}/a.png", "no layer"),
+    ("activations pooled layer", "activations {run} {img} --layer pool --out {tmp}/a.png", "not a map"),
+    ("activations missing image", "activations {run} {tmp}/nope.png --layer features.1 --out {tmp}/a.png",
+     "no such file"),
+    # -- ensembles and multi-crop testing ----------------------------------------------------------------------------
+    ("evaluate bad tta", "evaluate {run} --tta 3crop", "invalid choice"),
+    ("evaluate same run twice", "evaluate {run} {run}", "twice"),
+    ("evaluate flips for a no-flip run", "evaluate {run} --tta 10crop", "flip"),
+    ("predict onnx member", "predict {run} {onnx} {img}", "ONNX"),
+    ("predict runs without images", "predict {run} {run}", "image"),
+    ("evaluate several with model", "evaluate {run} {run} --model resnet18", "one model"),
+    # -- training options --------------------------------------------------------------------------------------------
+    ("train ema above one", f"train {R} --ema 1.5 --out {{tmp}}/r", "ema"),
+    ("train patience negative", f"train {R} --patience -1 --out {{tmp}}/r", "patience"),
+    ("train accum zero", f"train {R} --accum-steps 0 --out {{tmp}}/r", "accum"),
+    ("train mixup negative", f"train {R} --mixup -1 --out {{tmp}}/r", "mixup"),
+    ("train cutmix nan", f"train {R} --cutmix nan --out {{tmp}}/r", "cutmix"),
+    # -- weights by name ---------------------------------------------------------------------------------------------
+    ("weights list bracket", "weights list '['", "no model matches"),
+    ("predict imagenet bare colon", "predict resnet18 --weights imagenet: {img}", "tag"),
+    ("predict imagenet unknown tag", "predict resnet18 --weights imagenet:v9 {img}", "no weights tagged"),
+    ("predict no published weights", "predict zfnet --weights imagenet {img}", "no published ImageNet weights"),
+    ("bench takes no weights", "bench resnet18 --weights imagenet", "unrecognized"),
+    ("train imagenet without model", "train --data digits --weights imagenet --out {tmp}/r", "model"),
+
 ]
 
 
