@@ -50,7 +50,7 @@ def add(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=100, help="steps from start to end (default 100)")
     p.add_argument("--chart", metavar="PNG", help="the chart (default lr-find-MODEL-DATA.png here)")
     p.add_argument("--json", action="store_true", help="the curve and the suggestion as JSON on stdout")
-    add_arguments(p, skip=LR_FIND_SKIP)
+    add_arguments(p, TRAIN_TYPES, skip=LR_FIND_SKIP)
     p.set_defaults(run=_run_lr_find)
 
     p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")

@@ -100,7 +100,7 @@ def range_test(model: torch.nn.Module, loader, optimizer: torch.optim.Optimizer,
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            value = float(loss)
+            value = float(loss.detach())
             avg = BETA * avg + (1 - BETA) * value
             s = avg / (1 - BETA ** (len(raw) + 1))
             lrs.append(lr), raw.append(value), smooth.append(s)
