@@ -1,5 +1,16 @@
-"""cnnzoo data check|split, train, evaluate: the lecture's train and test steps."""
+"""cnnzoo data list|check|split, train, lr-find, evaluate: the lecture's train and test steps."""
 from __future__ import annotations
+
+import re
+
+from .args import positive_float, positive_int
+
+# The names cnnzoo.data.named.DATASETS knows (kept here so that parsing imports no torch; a test compares them).
+NAMED_DATA = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn", "stl10", "flowers102", "oxford-pets",
+              "food101", "imagenette", "imagenet")
+# Settings of `cnnzoo train` that lr-find has no use for: it runs a fixed number of steps at its own rates.
+LR_FIND_SKIP = ("out", "epochs", "lr", "sched", "warmup_epochs", "step_epochs", "step_gamma", "progress",
+                "tensorboard")
 
 
 def add(sub) -> None:
@@ -7,8 +18,12 @@ def add(sub) -> None:
     from .args import TRAIN_TYPES, existing, existing_file, output_dir, output_file, positive_int, seed, \
         split_fraction
 
-    p = sub.add_parser("data", help="check a data set, or split a folder of class folders (data check|split)")
+    p = sub.add_parser("data", help="the named data sets, or check/split your own (data list|check|split)")
     actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = actions.add_parser("list", help="the data sets --data takes by name: classes, images, size, download, here?")
+    q.add_argument("--data-root", metavar="DIR", help="where to look (default $CNNZOO_DATA, else ~/.cache/cnnzoo/data)")
+    q.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    q.set_defaults(run=_run_data_list)
     q = actions.add_parser("check", help="images per class, sizes, corrupt files, duplicates across splits, imbalance")
     q.add_argument("data", type=_data_spec, help="an image folder, a CSV (path,label[,split]), digits or synthetic")
     q.set_defaults(run=_run_data_check)
@@ -27,6 +42,17 @@ def add(sub) -> None:
     add_arguments(p, TRAIN_TYPES)
     p.set_defaults(run=_run_train)
 
+    p = sub.add_parser("lr-find", help="the learning-rate range test: loss against a rising rate, a chart, a "
+                                       "suggested rate (fastai's lr_find)")
+    p.add_argument("--config", help="YAML file of training settings (as cnnzoo train); flags win")
+    p.add_argument("--start-lr", type=positive_float, default=1e-7, help="first rate (default 1e-7)")
+    p.add_argument("--end-lr", type=positive_float, default=10.0, help="last rate (default 10)")
+    p.add_argument("--steps", type=positive_int, default=100, help="steps from start to end (default 100)")
+    p.add_argument("--chart", metavar="PNG", help="the chart (default lr-find-MODEL-DATA.png here)")
+    p.add_argument("--json", action="store_true", help="the curve and the suggestion as JSON on stdout")
+    add_arguments(p, TRAIN_TYPES, skip=LR_FIND_SKIP)
+    p.set_defaults(run=_run_lr_find)
+
     p = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
     p.add_argument("target", metavar="RUN|CHECKPOINT", nargs="*", type=existing,
                    help="a run folder (runs/NAME) or a .pt checkpoint (or --model and --weights instead); several: "
@@ -42,6 +68,7 @@ def add(sub) -> None:
     p.add_argument("--tta", choices=("flip", "5crop", "10crop"),
                    help="also score test-time views (softmax averaged: centre crop and mirror, 5 crops, 10 crops): "
                    "the gain over the centre crop, and the cost")
+    p.add_argument("--json", action="store_true", help="the metrics as JSON on stdout (the report is still written)")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -49,7 +76,8 @@ def _data_spec(text: str) -> str:
     """digits, synthetic[:options], or an existing folder or CSV."""
     from .args import existing
 
-    return text if text in ("digits", "synthetic") or text.startswith("synthetic:") else existing(text)
+    named = text in ("digits", "synthetic") or text.startswith("synthetic:") or text in NAMED_DATA
+    return text if named else existing(text)
 
 
 def check_pairs(args) -> None:
@@ -75,6 +103,16 @@ def check_memory(args) -> None:
                    "adamw" if args.opt == "adamw" else "momentum", in_chans=c)
 
 
+def _run_data_list(args) -> int:
+    import json
+
+    from ..data.named import catalogue, data_root, format_catalogue
+
+    rows = catalogue(args.data_root)
+    print(json.dumps(rows, indent=1) if args.json else format_catalogue(rows, data_root(args.data_root)))
+    return 0
+
+
 def _run_data_check(args) -> int:
     from ..data import check_data
 
@@ -93,16 +131,40 @@ def _run_data_split(args) -> int:
 
 
 def _run_train(args) -> int:
+    import os
+
+    from ..data.named import DATASETS, ENV_ROOT, fetch, is_present
     from ..train import train
     from ..train.config import FIELDS
 
     check_pairs(args)
     check_memory(args)
+    # Until the trainer reads its data through prepare.load_source (data_root, download), the root travels as
+    # the environment's default and the download happens here, before the run starts.
+    if args.data_root:
+        os.environ[ENV_ROOT] = args.data_root
+    if args.download and args.data in DATASETS and not is_present(args.data, args.data_root):
+        fetch(args.data, args.data_root)
     train(args.config, resume=args.resume, **{name: getattr(args, name) for name in FIELDS})
     return 0
 
 
+def _run_lr_find(args) -> int:
+    import json
+
+    from ..train import lr_find
+    from ..train.config import FIELDS
+
+    chart = args.chart or f"lr-find-{args.model}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', str(args.data))}.png"
+    finding = lr_find(args.config, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps, chart=chart,
+                      **{name: getattr(args, name) for name in FIELDS if name not in LR_FIND_SKIP})
+    print(json.dumps(finding.to_dict()) if args.json else finding)
+    return 0
+
+
 def _run_evaluate(args) -> int:
+    import json
+
     from ..errors import CnnzooError
     from ..train import evaluate, format_report
 
@@ -113,13 +175,13 @@ def _run_evaluate(args) -> int:
             raise CnnzooError("--model/--weights score one model; an ensemble takes run folders or checkpoints only")
         report = evaluate_ensemble(args.target, data=args.data, split=args.split, which=args.which, out=args.out,
                                    batch_size=args.batch_size, device=args.device, tta=args.tta)
-        print(format_report(report))
+        print(json.dumps(report) if args.json else format_report(report))
         print(format_members(report))
         return 0
     report = evaluate(args.target[0] if args.target else None, data=args.data, split=args.split, which=args.which,
                       out=args.out, batch_size=args.batch_size, device=args.device, model=args.model,
                       weights=args.weights, tta=args.tta)
-    print(format_report(report))
+    print(json.dumps(report) if args.json else format_report(report))
     return 0
 
 

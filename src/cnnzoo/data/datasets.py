@@ -11,6 +11,8 @@ spec is one string:
 - a folder with `train/`, `val/` (or `valid/`, `validation/`) and optionally `test/`, each holding one
   folder per class (ImageNet's layout); or a folder of class folders, split deterministically.
 - a `.csv` file with a header `path,label[,split]`; paths relative to the CSV's folder.
+- a data set of torchvision.datasets by name (`mnist`, `cifar10`, `imagenette`, ...; `named.DATASETS`), read
+  from the data root (`root`), downloaded only when `download` is true. A folder of that name is `./cifar10`.
 
 Splits the user did not make are drawn by `split.stratified_split` with a fixed seed (`split_seed`),
 independent of the training seed, so every run of a data set sees the same test images.
@@ -64,6 +66,7 @@ class DataSource:
     crop_pct: float = 0.875  # eval: resize to size / crop_pct, then crop the centre
     crop_scale: tuple[float, float] = (0.25, 1.0)  # train: random-resized-crop area range
     normalize: str = "imagenet"  # "imagenet" or "dataset" when the config says "auto"
+    stats: tuple[list[float], list[float]] | None = None  # a named set's own mean and std, used for "dataset"
 
     @property
     def name(self) -> str:
@@ -71,15 +74,27 @@ class DataSource:
         return self.kind if self.kind in ("digits", "synthetic") else Path(self.spec).stem or "data"
 
 
-def load_data(spec: str, *, val: float = 0.1, test: float = 0.1, split_seed: int = 0) -> DataSource:
-    """Describe the data set named by `spec` (see the module docstring). Raises `CnnzooError` on bad input."""
+def load_data(spec: str, *, val: float = 0.1, test: float = 0.1, split_seed: int = 0, root: str | None = None,
+              download: bool = False) -> DataSource:
+    """Describe the data set named by `spec` (see the module docstring). Raises `CnnzooError` on bad input.
+
+    `root` and `download` concern the named data sets only (`named.data_root` gives the default root)."""
+    from .named import DATASETS, load_named
+
+    if spec in DATASETS:
+        return load_named(spec, root=root, download=download, val=val, split_seed=split_seed)
     if spec == "digits":
         return _digits(split_seed)
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return _synthetic(spec, split_seed)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise CnnzooError(f"data path {spec!r} does not exist; pass an image folder, a .csv file, 'digits' or 'synthetic'")
+        import difflib
+
+        close = difflib.get_close_matches(spec.lower(), DATASETS, n=1, cutoff=0.7)
+        hint = f"; did you mean {close[0]}?" if close else " (`cnnzoo data list` names the data sets)"
+        raise CnnzooError(f"data path {spec!r} does not exist; pass an image folder, a .csv file, 'digits', "
+                          f"'synthetic' or a data set's name{hint}")
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise CnnzooError(f"{spec!r} is a file but not a .csv; pass an image folder or a CSV with path,label[,split]")

@@ -3,6 +3,13 @@
 Train: random-resized-crop (area `scale`, aspect 3/4..4/3), horizontal flip where the data set allows
 it, to float, normalise. Eval: resize the short side to size / crop_pct, crop the centre, to float,
 normalise. Both accept PIL images (files) and tensors (in-memory data sets; uint8 or float in 0..1).
+
+Augmentation (`aug`), named as in timm: `none` (the eval preset: no randomness), `basic` (the train preset
+above), or `basic` followed by one of torchvision's learned/random policies on the uint8 image:
+`randaugment` (Cubuk et al. 2020: 2 ops of magnitude 9), `trivialaugment` (Mueller & Hutter 2021: one op,
+random magnitude; TrivialAugmentWide) or `autoaugment` (Cubuk et al. 2019: the ImageNet policy).
+`random_erasing` p (Zhong et al. 2020): with probability p a random rectangle of the normalised image
+is set to 0, the data set's mean, as timm's `--reprob` does.
 """
 from __future__ import annotations
 
@@ -51,12 +58,14 @@ class TrainPreset(torch.nn.Module):
     """
 
     def __init__(self, size: int, mean, std, *, in_chans: int = 3, hflip: bool = True,
-                 scale: tuple[float, float] = (0.25, 1.0)) -> None:
+                 scale: tuple[float, float] = (0.25, 1.0), policy: torch.nn.Module | None = None,
+                 erasing: torch.nn.Module | None = None) -> None:
         super().__init__()
         self.size, self.mean, self.std, self.hflip = [size, size], list(mean), list(std), hflip
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
         self.params = getattr(self.crop, "make_params", None) or self.crop._get_params  # torchvision < 0.21
         self.channels = MatchChannels(in_chans)
+        self.policy, self.erasing = policy, erasing  # on the uint8 image; on the normalised one
 
     def forward(self, img):
         if isinstance(img, torch.Tensor):
@@ -67,13 +76,35 @@ class TrainPreset(torch.nn.Module):
             x = F.horizontal_flip(x)
         if not isinstance(x, torch.Tensor):
             x = F.pil_to_tensor(x)
-        return F.normalize(F.to_dtype(x, torch.float32, scale=True), self.mean, self.std)
+        if self.policy is not None:
+            x = self.policy(F.to_dtype(x, torch.uint8, scale=True))  # the policies' magnitudes are for 0..255
+        x = F.normalize(F.to_dtype(x, torch.float32, scale=True), self.mean, self.std)
+        return x if self.erasing is None else self.erasing(x)
+
+
+# The policies of `aug` (none and basic have none); each is called on a uint8 image after crop and flip.
+AUGMENTATIONS = {
+    "none": None, "basic": None,
+    "randaugment": lambda: v2.RandAugment(num_ops=2, magnitude=9),
+    "trivialaugment": lambda: v2.TrivialAugmentWide(),
+    "autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+}
 
 
 def train_transform(size: int, mean, std, *, in_chans: int = 3, hflip: bool = True,
-                    scale: tuple[float, float] = (0.25, 1.0)) -> TrainPreset:
-    """Random-resized-crop to `size` (+ flip if `hflip`), then normalise."""
-    return TrainPreset(size, mean, std, in_chans=in_chans, hflip=hflip, scale=scale)
+                    scale: tuple[float, float] = (0.25, 1.0), aug: str = "basic", random_erasing: float = 0.0,
+                    crop_pct: float = 1.0):
+    """Random-resized-crop to `size` (+ flip if `hflip`), the `aug` policy, normalise, random erasing.
+
+    `aug="none"` is the eval preset (resize, centre crop with `crop_pct`), plus random erasing if asked."""
+    if aug not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {aug!r}; choose from {', '.join(AUGMENTATIONS)}")
+    erasing = v2.RandomErasing(p=random_erasing, value=0) if random_erasing > 0 else None
+    if aug == "none":
+        plain = eval_transform(size, mean, std, in_chans=in_chans, crop_pct=crop_pct)
+        return plain if erasing is None else v2.Compose([plain, erasing])
+    policy = AUGMENTATIONS[aug]() if AUGMENTATIONS[aug] else None
+    return TrainPreset(size, mean, std, in_chans=in_chans, hflip=hflip, scale=scale, policy=policy, erasing=erasing)
 
 
 def eval_transform(size: int, mean, std, *, in_chans: int = 3, crop_pct: float = 0.875) -> v2.Compose:

@@ -44,7 +44,7 @@ _LAZY = {
     "save_checkpoint": ".checkpoint", "TrainConfig": ".config", "build_config": ".config",
     "evaluate": ".evaluation", "evaluate_loader": ".evaluation", "format_report": ".evaluation",
     "AUX_WEIGHT": ".loop", "train": ".loop", "confusion_matrix": ".metrics", "per_class_accuracy": ".metrics",
-    "read_metrics": ".metrics", "topk_correct": ".metrics",
+    "read_metrics": ".metrics", "topk_correct": ".metrics", "lr_find": ".lr_range", "range_test": ".lr_range",
 }
 __all__ = sorted(_LAZY)
 

@@ -33,7 +33,8 @@ class TrainConfig:
     """Everything `cnnzoo train` needs. Defaults train resnet18 on `digits` to >= 99% in about a minute."""
 
     model: str | None = _f(None, "a registered model name (`cnnzoo list`)")
-    data: str | None = _f(None, "a folder, a CSV, `digits` or `synthetic[:options]`")
+    data: str | None = _f(None, "a folder, a CSV, `digits`, `synthetic[:options]` or a data set's name "
+                          "(`cnnzoo data list`: mnist, cifar10, imagenette, ...)")
     out: str | None = _f(None, "run folder; default runs/MODEL-DATA (never an existing one)")
     epochs: int = _f(20, "passes over the training images")
     batch_size: int = _f(64, "global: split across processes under torchrun")
@@ -66,6 +67,11 @@ class TrainConfig:
     val: float = _f(0.1, "validation fraction split off data that has no val split of its own")
     test: float = _f(0.1, "test fraction split off data that has no test split of its own")
     split_seed: int = _f(0, "seed of those splits (independent of `seed`: the test set never moves)")
+    # Named data sets and augmentation (cnnzoo.data.named, cnnzoo.data.transforms).
+    data_root: str | None = _f(None, "where named data sets live; default $CNNZOO_DATA, else ~/.cache/cnnzoo/data")
+    download: bool = _f(False, "fetch a named data set into --data-root if it is not there (checksums checked)")
+    aug: str = _f("basic", "none, basic (crop + flip), randaugment, trivialaugment or autoaugment (then basic + it)")
+    random_erasing: float = _f(0.0, "probability of erasing a random rectangle of each training image (timm's reprob)")
     progress: bool | None = _f(None, "progress bar; default: when stderr is a terminal")
     tensorboard: bool = _f(True, "write TensorBoard events when tensorboard is installed")
     # --- the training loop's options (#14, #16) -------------------------------------------------------------
@@ -92,7 +98,9 @@ CHOICES = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
     "normalize": ("auto", "imagenet", "dataset"),
+    "aug": ("none", "basic", "randaugment", "trivialaugment", "autoaugment"),
 }
+RESUMABLE |= {"data_root", "download"}  # where the same files are read from does not change the run
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
@@ -113,11 +121,23 @@ def _floats(text: str) -> list[float]:
     return [float(v) for v in str(text).split(",")]
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
+    return value
+
+
 def _parser_type(name: str):
     """The argparse type of a field, read from its annotation."""
     ann = str(FIELDS[name].type)
     if name == "channels_last":
         return _auto_bool
+    if name == "random_erasing":
+        return _fraction
     if "list[float]" in ann:
         return _floats
     if ann.startswith("bool"):
@@ -129,11 +149,15 @@ def _parser_type(name: str):
     return str
 
 
-def add_arguments(parser: argparse.ArgumentParser, types: dict[str, Any] | None = None) -> None:
-    """One flag per field, default None (= not given), so only what the user typed overrides the YAML.
+def add_arguments(parser: argparse.ArgumentParser, types: dict[str, Any] | None = None,
+                  skip: tuple[str, ...] = ()) -> None:
+    """One flag per field (but those in `skip`), default None (= not given), so only what the user typed
+    overrides the YAML.
 
     `types` overrides a field's argparse type (the CLI passes `cnnzoo.cli.args.TRAIN_TYPES`: bounded numbers)."""
     for name, field in FIELDS.items():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
         default = field.default
         kind = (types or {}).get(name) or _parser_type(name)
@@ -141,6 +165,8 @@ def add_arguments(parser: argparse.ArgumentParser, types: dict[str, Any] | None 
         if name in CHOICES:
             kwargs["choices"] = CHOICES[name]
             kwargs.pop("metavar")
+        if kwargs["type"] is _bool:  # `--download` alone means true; `--hflip false` still works
+            kwargs |= {"nargs": "?", "const": True, "metavar": "BOOL"}
         text = field.metadata["help"]
         if "default" not in text and default is not None:
             text = f"{text}; default {default}" if text else f"default {default}"

@@ -97,7 +97,8 @@ def evaluate(target: str | None = None, *, data: str | None = None, split: str =
     spec = data or cfg.get("data")
     if not spec:
         raise CnnzooError("the checkpoint does not say which data it was trained on; pass --data")
-    source = load_data(spec, val=cfg.get("val", 0.1), test=cfg.get("test", 0.1), split_seed=cfg.get("split_seed", 0))
+    source = load_data(spec, val=cfg.get("val", 0.1), test=cfg.get("test", 0.1), split_seed=cfg.get("split_seed", 0),
+                       root=cfg.get("data_root"))
     if split not in source.splits:
         raise CnnzooError(f"{spec} has no {split!r} split (it has {', '.join(source.splits)}); use --split")
     if source.classes != info["classes"]:

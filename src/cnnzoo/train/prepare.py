@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..data import (IMAGENET_MEAN, IMAGENET_STD, DataSource, ImageDataset, collate, dataset_mean_std,
-                    eval_transform, train_transform)
+                    eval_transform, load_data, train_transform)
 from ..errors import CnnzooError
 from .config import TrainConfig
 from .distributed import DistEnv
@@ -42,6 +42,12 @@ def default_out(model: str, data_name: str) -> str:
         n += 1
         out = base.with_name(f"{base.name}-{n}")
     return str(out)
+
+
+def load_source(cfg: TrainConfig) -> DataSource:
+    """The run's data: `cfg.data` split by its fractions and seed; a named set read from (or fetched into) its root."""
+    return load_data(cfg.data, val=cfg.val, test=cfg.test, split_seed=cfg.split_seed, root=cfg.data_root,
+                     download=bool(cfg.download))
 
 
 def read_start_weights(cfg: TrainConfig, source: DataSource, notes: list[str]):
@@ -92,6 +98,8 @@ def resolve(cfg: TrainConfig, source: DataSource, device: torch.device) -> Train
     if c.mean is None or c.std is None:
         if c.normalize == "imagenet":
             c.mean, c.std = _fit(IMAGENET_MEAN, c.in_chans), _fit(IMAGENET_STD, c.in_chans)
+        elif source.stats and len(source.stats[0]) == c.in_chans:  # a named set's published statistics
+            c.mean, c.std = list(source.stats[0]), list(source.stats[1])
         else:
             plain = eval_transform(c.input_size, [0.0] * c.in_chans, [1.0] * c.in_chans, in_chans=c.in_chans,
                                    crop_pct=c.crop_pct)
@@ -159,7 +167,8 @@ def build_loaders(cfg: TrainConfig, source: DataSource, env: DistEnv) -> dict[st
     common = dict(num_workers=workers, collate_fn=collate, pin_memory=env.device.type == "cuda",
                   persistent_workers=workers > 0)
     train_tf = train_transform(cfg.input_size, cfg.mean, cfg.std, in_chans=cfg.in_chans, hflip=cfg.hflip,
-                               scale=(cfg.scale_min, 1.0))
+                               scale=(cfg.scale_min, 1.0), aug=cfg.aug, random_erasing=cfg.random_erasing,
+                               crop_pct=cfg.crop_pct)
     train_set = ImageDataset(source.splits["train"], train_tf, in_chans=cfg.in_chans, seed=cfg.seed)
     # The same permutation for any number of processes: rank r takes every world-th image of it, so
     # N processes' batches together are exactly one process's batch.
