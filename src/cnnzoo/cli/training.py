@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from .args import positive_float, positive_int
+from .args import positive_float
 
 # The names cnnzoo.data.named.DATASETS knows (kept here so that parsing imports no torch; a test compares them).
 NAMED_DATA = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn", "stl10", "flowers102", "oxford-pets",
@@ -131,20 +131,11 @@ def _run_data_split(args) -> int:
 
 
 def _run_train(args) -> int:
-    import os
-
-    from ..data.named import DATASETS, ENV_ROOT, fetch, is_present
     from ..train import train
     from ..train.config import FIELDS
 
     check_pairs(args)
     check_memory(args)
-    # Until the trainer reads its data through prepare.load_source (data_root, download), the root travels as
-    # the environment's default and the download happens here, before the run starts.
-    if args.data_root:
-        os.environ[ENV_ROOT] = args.data_root
-    if args.download and args.data in DATASETS and not is_present(args.data, args.data_root):
-        fetch(args.data, args.data_root)
     train(args.config, resume=args.resume, **{name: getattr(args, name) for name in FIELDS})
     return 0
 

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import load_data
 from ..errors import CnnzooError
 from ..weights import load_pretrained
 from .checkpoint import load_weights, read_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -36,7 +35,7 @@ from .extras import check_run_folder, make_ema, make_mixer, remove_unfinished, z
 from .metrics import MetricsLog
 from .optim import Schedule, build_optimizer
 from .precise_bn import recompute_bn_stats
-from .prepare import build_loaders, default_threads, read_start_weights, resolve
+from .prepare import build_loaders, default_threads, load_source, read_start_weights, resolve
 from .runlog import Progress, RunLog, tensorboard_writer
 
 AUX_WEIGHT = 0.3  # Szegedy et al. 2015, section 5: "their loss is added to the total loss with a discount weight (0.3)"
@@ -135,7 +134,7 @@ class Trainer:
         else:  # fixed input sizes: let cuDNN time its kernels; TF32 for fp32 (CUDA runs are not bitwise anyway)
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        source = load_data(self.cfg.data, val=self.cfg.val, test=self.cfg.test, split_seed=self.cfg.split_seed)
+        source = load_source(self.cfg)  # named data sets read their root and --download from the config
         resuming = bool(self.resume) and (Path(self.resume) / "checkpoints" / "last.pt").is_file()
         self.notes: list[str] = []
         # a resumed run's weights are its checkpoint's

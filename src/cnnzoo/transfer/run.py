@@ -34,7 +34,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from ..data import ImageDataset, collate, eval_transform, load_data
+from ..data import ImageDataset, collate, eval_transform
 from ..errors import CnnzooError
 from ..fileio import atomic_write, make_folder, write_text
 from ..train.checkpoint import save_checkpoint
@@ -44,7 +44,7 @@ from ..train.evaluation import autocast, evaluate_loader
 from ..train.loop import loss_of, seed_everything
 from ..train.metrics import MetricsLog, topk_correct
 from ..train.optim import Schedule
-from ..train.prepare import build_loaders, default_out, default_threads, read_start_weights, resolve
+from ..train.prepare import build_loaders, default_out, default_threads, load_source, read_start_weights, resolve
 from ..train.runlog import RunLog
 from ..weights import Weights, head_modules, load_pretrained
 from .data import select
@@ -99,7 +99,7 @@ class _Run:
         self.env = env = DistEnv(device=pick_device(cfg.device))
         if env.device.type == "cpu":
             torch.set_num_threads(cfg.threads or default_threads(env))
-        full = load_data(cfg.data, val=cfg.val, test=cfg.test, split_seed=cfg.split_seed)
+        full = load_source(cfg)
         source = select(full, s.classes, s.shots, seed=cfg.seed)
         w: Weights | None = read_start_weights(cfg, source, self.notes)  # cfg.weights is s.weights
         cfg.out = cfg.out or default_out(f"{cfg.model}-{s.mode}", source.name)
