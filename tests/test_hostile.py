@@ -70,6 +70,7 @@ CASES = [
     ("data check empty folder", "data check {empty}", "holds no class folders"),
     ("data check not csv", "data check {file}", "not a .csv"),
     ("data check bad synthetic", "data check synthetic:bogus=1", "bad synthetic option"),
+    ("data list root is a file", "data list --data-root {file} --json", "not a folder"),
     ("split missing", "data split {tmp}/nope", "no such file"),
     ("split val big", "data split {classes} --val 1.5", "[0, 1)"),
     ("split val negative", "data split {classes} --val -0.1", "[0, 1)"),
@@ -86,8 +87,7 @@ CASES = [
     # -- train -------------------------------------------------------------------------------------------------------
     ("train lr nan", "train {R} --lr nan", "finite"),
     ("train lr inf", "train {R} --lr inf", "finite"),
-    ("train lr negative", "train {R} --lr -1", "> 0"),
-    ("train lr zero", "train {R} --lr 0", "> 0"),
+    ("train lr negative", "train {R} --lr -1", ">= 0"),
     ("train lr word", "train {R} --lr fast", "expected a number"),
     ("train wd nan", "train {R} --weight-decay nan", "finite"),
     ("train wd negative", "train {R} --weight-decay -1", ">= 0"),
@@ -302,6 +302,15 @@ CASES = [
     ("train accum zero", f"train {R} --accum-steps 0 --out {{tmp}}/r", "accum"),
     ("train mixup negative", f"train {R} --mixup -1 --out {{tmp}}/r", "mixup"),
     ("train cutmix nan", f"train {R} --cutmix nan --out {{tmp}}/r", "cutmix"),
+    # -- lr-find, named data sets, augmentation ---------------------------------------------------------------------
+    ("lr-find steps zero", "lr-find --model resnet18 --data digits --steps 0", ">= 1"),
+    ("lr-find start negative", "lr-find --model resnet18 --data digits --start-lr -1", "> 0"),
+    ("lr-find no model", "lr-find --data digits", "model"),
+    ("train data misspelt", f"train --model resnet18 --data cifar-10 --out {{tmp}}/r", "did you mean cifar10"),
+    ("train data not in root", f"train --model resnet18 --data cifar10 --data-root {{tmp}}/none --out {{tmp}}/r",
+     "cifar-10-batches-py"),
+    ("train bad aug", f"train {R} --aug cutout", "invalid choice"),
+    ("train erasing above one", f"train {R} --random-erasing 1.5", "between 0 and 1"),
     # -- weights by name ---------------------------------------------------------------------------------------------
     ("weights list bracket", "weights list '['", "no model matches"),
     ("predict imagenet bare colon", "predict resnet18 --weights imagenet: {img}", "tag"),

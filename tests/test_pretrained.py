@@ -102,6 +102,7 @@ def mirror(files):
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(files["folder"])))
     httpd.daemon_threads = True
+    httpd.handle_error = lambda request, address: None  # a client that gave up (the timeout tests): not news
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
     httpd.shutdown()

@@ -64,7 +64,8 @@ def _no_sigxfsz() -> Iterator[None]:
         signal.signal(signal.SIGXFSZ, old)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (the folder's entry, not only the file's bytes)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # some systems do not open folders; the rename is still atomic
@@ -106,7 +107,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *,
     except BaseException:
         _remove(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 

@@ -22,12 +22,12 @@ MODEL_ARGUMENTS = {"model", "models", "pattern"}  # completed with the model nam
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with every error, a subcommand's too, ending in the one line `cnnzoo: error: ...` (exit 2)."""
+    """argparse with every error, a subcommand's too, as the one line `cnnzoo: error: ...` (exit 2), which points
+    to the command's --help rather than printing its usage."""
 
     def error(self, message: str):
-        self.print_usage(sys.stderr)
         words = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
-        self.exit(2, f"cnnzoo: error: {words}{message}\n")
+        self.exit(2, f"cnnzoo: error: {words}{message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -201,7 +201,8 @@ def output_dir(text: str) -> str:
 
 # The types of `cnnzoo train`/`transfer`'s flags, by TrainConfig field (others: from the annotation).
 TRAIN_TYPES = {
-    "epochs": positive_int, "batch_size": positive_int, "lr": positive_float, "momentum": probability,
+    # lr 0 is allowed: a run that must leave the weights as they are (a frozen check)
+    "epochs": positive_int, "batch_size": positive_int, "lr": nonneg_float, "momentum": probability,
     "weight_decay": nonneg_float, "warmup_epochs": nonneg_float, "step_epochs": positive_int,
     "step_gamma": positive_float, "label_smoothing": split_fraction, "grad_clip": positive_float,
     "seed": seed, "workers": nonneg_int, "threads": threads, "input_size": side, "in_chans": channels,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import CnnzooError
+
 from .args import positive_float
 
 # The names cnnzoo.data.named.DATASETS knows (kept here so that parsing imports no torch; a test compares them).
@@ -82,7 +84,6 @@ def _data_spec(text: str) -> str:
 
 def check_pairs(args) -> None:
     """Settings that only mean something together: --mean needs --std and the other way round."""
-    from ..errors import CnnzooError
 
     if (getattr(args, "mean", None) is None) != (getattr(args, "std", None) is None):
         given, missing = ("--mean", "--std") if args.mean is not None else ("--std", "--mean")
@@ -108,6 +109,9 @@ def _run_data_list(args) -> int:
 
     from ..data.named import catalogue, data_root, format_catalogue
 
+    root = data_root(args.data_root)
+    if root.exists() and not root.is_dir():
+        raise CnnzooError(f"data root {root} is a file, not a folder; pass --data-root DIR")
     rows = catalogue(args.data_root)
     print(json.dumps(rows, indent=1) if args.json else format_catalogue(rows, data_root(args.data_root)))
     return 0
@@ -156,7 +160,6 @@ def _run_lr_find(args) -> int:
 def _run_evaluate(args) -> int:
     import json
 
-    from ..errors import CnnzooError
     from ..train import evaluate, format_report
 
     if len(args.target) > 1:

@@ -45,7 +45,7 @@ class TorchBackend(Backend):
     """Eager PyTorch, optionally bf16 autocast + channels_last, optionally `torch.compile`d."""
 
     def __init__(self, model: torch.nn.Module, *, bf16: bool = False, compile: bool = False) -> None:
-        from .export import Logits
+        from ..models.base import Logits
 
         self.bf16 = bf16
         self.name = "compile" if compile else "bf16" if bf16 else "eager"

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError
+from ..models.base import Logits
 from .images import Preprocess, read_image, real_images
 from .meta import META_KEY, ModelMeta, Source, load_source
 
@@ -72,18 +73,6 @@ class ExportReport:
     @property
     def max_abs_diff(self) -> float:
         return max((c.max_abs_diff for c in self.checks if c.max_abs_diff is not None), default=float("nan"))
-
-
-class Logits(nn.Module):
-    """The model with its output reduced to the logits tensor (GoogLeNet's named tuple included)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out.logits if hasattr(out, "logits") else out
 
 
 # --- naming the layer an exporter cannot express -------------------------------------------------------

@@ -32,6 +32,7 @@ from torch import nn
 from ..deploy.images import Preprocess, read_image
 from ..deploy.meta import ModelMeta, Source, load_source
 from ..errors import CnnzooError
+from ..models.base import Logits
 from .layers import check_spatial, default_layer, output_shapes
 
 METHODS = ("gradcam", "occlusion", "saliency", "integrated_gradients")
@@ -58,18 +59,6 @@ class Explanation:
         if self.predicted != self.label:
             said += f"; predicted {self.predicted} ({100 * self.predicted_probability:.1f}%)"
         return f"{self.method}{f' at {self.layer}' if self.layer else ''}: {said}"
-
-
-class _Logits(nn.Module):
-    """The model's main logits (GoogLeNet's named tuple included), as captum wants a tensor."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out.logits if hasattr(out, "logits") else out
 
 
 def torch_source(source: Any, weights: str | os.PathLike | None = None) -> Source:
@@ -130,7 +119,7 @@ def explain(source: Any, image: str | os.PathLike | Image.Image, method: str = "
     """
     method = method_name(method)
     src = torch_source(source, weights)
-    meta, model = src.meta, _Logits(src.module.eval())
+    meta, model = src.meta, Logits(src.module.eval())
     img = load_image(image, meta)
     x = Preprocess(meta)(img).unsqueeze(0)
     with torch.no_grad():

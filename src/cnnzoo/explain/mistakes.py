@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..deploy.meta import ModelMeta, Source
 from ..errors import CnnzooError
+from ..models.base import ZooModel
 
 TOP_LOSSES = 8
 PAIRS = 5
@@ -87,7 +88,10 @@ def add_mistakes(report: dict[str, Any], model: torch.nn.Module, info: dict[str,
     report["confused_pairs"] = confused_pairs(cm, classes)
     report["top_losses"] = top_losses(result, split, classes)
     report["top_losses_png"] = None
-    if report["top_losses"]:
+    if report["top_losses"] and not isinstance(model, ZooModel):  # an ensemble or a multi-view wrapper
+        report["top_losses_png_error"] = ("Grad-CAM reads one network's layer; explain each member "
+                                          "(`cnnzoo explain RUN IMAGE`) for pictures")
+    elif report["top_losses"]:
         was = model.training
         try:
             png = folder / f"top-losses-{split_name}.png"

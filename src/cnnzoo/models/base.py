@@ -65,6 +65,19 @@ class ZooModel(nn.Module):
         self.num_classes = num_classes
 
 
+class Logits(nn.Module):
+    """The model with its output reduced to the logits tensor (GoogLeNet's named tuple of logits and auxiliary
+    logits in train mode included): what exporters and attribution libraries want."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out.logits if hasattr(out, "logits") else out
+
+
 def classifier(in_features: int, num_classes: int) -> nn.Module:
     """The last layer: a linear map to the class scores, or the identity when `num_classes` is 0."""
     return nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()

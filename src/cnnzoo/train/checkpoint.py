@@ -22,23 +22,11 @@ import numpy as np
 import torch
 
 from ..errors import CnnzooError
+from ..fileio import fsync_dir
 
 FORMAT = "cnnzoo-checkpoint-1"
 INFO_KEYS = ("model", "num_classes", "in_chans", "input_size", "mean", "std", "crop_pct", "classes",
              "epoch", "step", "best_top1", "best_epoch", "history", "config")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some systems do not open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_tmp(obj: Any, path: Path) -> Path:
@@ -77,7 +65,7 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, *, best: b
             shutil.copyfile(tmp, best_tmp)
         os.replace(best_tmp, folder / "best.pt")
     os.replace(tmp, last)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def resolve_path(path_or_run: str | os.PathLike, which: str = "best") -> Path:
