@@ -28,13 +28,11 @@ initialisation and reported; a first convolution of another width (`in_chans`) i
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import pickle
 import re
-import sys
 import urllib.parse
 import zipfile
 from pathlib import Path
@@ -44,7 +42,7 @@ import torch
 from torch import nn
 
 from .errors import CnnzooError
-from .pretrained.fetch import cache_dir  # noqa: F401  (where downloads land; re-exported)
+from .pretrained.fetch import cache_dir, log_to_stderr  # noqa: F401  (cache_dir: re-exported)
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub's check_hash convention, at least 8 digits
 CHECKPOINT_FORMAT = "cnnzoo-checkpoint-1"  # cnnzoo.train.checkpoint.FORMAT
@@ -72,7 +70,7 @@ def is_url(source: Any) -> bool:
 def download(url: str, *, cache: str | os.PathLike | None = None, log: Log | None = None) -> Path:
     """The cached copy of `url`, downloaded first if absent; its SHA-256 checked against the file name's hex digits
     (or a `#sha256=<hex>` pin), as torch.hub does. See `cnnzoo.pretrained.fetch` for how."""
-    from .pretrained.fetch import Check, fetch
+    from .pretrained.fetch import Check, fetch, file_digest
 
     try:
         parts = urllib.parse.urlparse(url)
@@ -87,21 +85,9 @@ def download(url: str, *, cache: str | os.PathLike | None = None, log: Log | Non
     expected = pinned.group(1).lower() if pinned else (m.group(1) if (m := HASH_IN_NAME.search(name)) else None)
     path = fetch(url.split("#", 1)[0], name, Check(sha256=expected), cache=cache, log=log)
     if expected is None:
-        (log or _print)(f"{name} carries no hash to check (name it NAME-<hex>.ext or add #sha256=<hex> to the URL); "
-                        f"its SHA-256 is {_sha256(path)}")
+        (log or log_to_stderr)(f"{name} carries no hash to check (name it NAME-<hex>.ext or add #sha256=<hex> to the URL); "
+                        f"its SHA-256 is {file_digest(path, Check(sha256=''))}")
     return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _print(message: str) -> None:
-    print(f"cnnzoo: {message}", file=sys.stderr)
 
 
 # --- reading, safely ----------------------------------------------------------------------------------------
@@ -127,7 +113,7 @@ def read_weights(source: str | os.PathLike, *, model: str | None = None, cache: 
 
         if pytorchcv.looks_like_pytorchcv(weights.state_dict):
             weights.state_dict = pytorchcv.convert(model, weights.state_dict)
-            (log or _print)(f"{weights.path.name} is in pytorchcv's layout: converted to {model}'s")
+            (log or log_to_stderr)(f"{weights.path.name} is in pytorchcv's layout: converted to {model}'s")
     return weights
 
 
@@ -318,7 +304,7 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Weights, *, ne
                     cache: str | os.PathLike | None = None, log: Log | None = None) -> dict[str, Any]:
     """Load weights from `source` (or already read `Weights`) into `model`, in place; report what was
     loaded, adapted and re-initialised. `new_head` re-initialises the classifier even if its size fits."""
-    log = log or _print
+    log = log or log_to_stderr
     weights = source if isinstance(source, Weights) else \
         read_weights(source, model=_model_name(model), cache=cache, log=log)
     try:

@@ -91,7 +91,7 @@ class Check:
 def fetch(url: str, file: str, check: Check, *, cache: str | os.PathLike | None = None,
           log: Log | None = None) -> Path:
     """The verified cached copy of `file`, downloaded from `url` (a `.zip` holding `file`, or `file` itself) if absent."""
-    log = log or _stderr
+    log = log or log_to_stderr
     folder = cache_dir(cache)
     target = folder / file
     if target.is_file():
@@ -113,7 +113,7 @@ def fetch(url: str, file: str, check: Check, *, cache: str | os.PathLike | None 
             _unzip_member(zpart, file, part)
         else:
             _download(where, part, target)
-        digest = _hash(part, check)
+        digest = file_digest(part, check)
         if not check.ok(digest):
             raise CnnzooError(f"{where}: {check.name} {digest[:16]}... does not start with {check.expected}, so the "
                               f"download is corrupt or not the file named; nothing was cached")
@@ -192,7 +192,8 @@ def _unzip_member(zpath: Path, name: str, part: Path) -> None:
         raise CnnzooError(f"the download of {name} is not a readable zip ({exc}); nothing was cached") from None
 
 
-def _hash(path: Path, check: Check) -> str:
+def file_digest(path: Path, check: Check) -> str:
+    """The hex digest of a file with `check`'s algorithm."""
     h = check.new()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK * 4):
@@ -217,7 +218,7 @@ def verified(path: Path, check: Check) -> bool:
     stamp = _stamps(path.parent).get(path.name)
     if stamp and stamp[:2] == _stamp_key(path) and stamp[2] == check.algorithm:
         return check.ok(stamp[3])
-    digest = _hash(path, check)
+    digest = file_digest(path, check)
     if check.ok(digest):
         _remember(path, digest, check.algorithm)
         return True
@@ -274,5 +275,6 @@ class _Silent:
         pass
 
 
-def _stderr(message: str) -> None:
+def log_to_stderr(message: str) -> None:
+    """The default log of weights loading: a `cnnzoo: ...` line on standard error."""
     print(f"cnnzoo: {message}", file=sys.stderr)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import CnnzooError
 from ..weights import Log, Weights, read_weights
-from .fetch import Check, cache_dir, fetch, verified
+from .fetch import Check, cache_dir, fetch, log_to_stderr, verified
 from .tables import Published, resolve
 
 
@@ -25,11 +26,10 @@ def read_published(model: str, spec: str = "imagenet", *, cache: str | os.PathLi
 
 def cached(model: str, spec: str = "imagenet") -> Path | None:
     """The verified cached file of `model`'s published weights, if it is already on this machine (no download)."""
-    from .tables import published
-
-    if not any(p.spec == spec or p.tag == spec.partition(":")[2] for p in published(model)):
+    try:
+        p = resolve(model, spec)
+    except CnnzooError:  # no published weights, or no such tag: nothing can be cached
         return None
-    p = resolve(model, spec)
     path = cache_dir() / p.file
     return path if path.is_file() and verified(path, Check(sha256=p.sha256, sha1=p.sha1)) else None
 
@@ -67,18 +67,12 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, pretrain
     weights = read_weights(source, model=name, log=log)
     model = _take_whole(build, name, num_classes, in_chans, kwargs, weights)
     if model is not None:
-        (log or _stderr)(f"loaded {len(weights.state_dict)} tensors from {weights.path} into {name}")
+        (log or log_to_stderr)(f"loaded {len(weights.state_dict)} tensors from {weights.path} into {name}")
     else:
         model = build(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
         load_pretrained(model, weights, log=log)
     model.pretrained_cfg = {k: v for k, v in weights.info.items() if v is not None}
     return model
-
-
-def _stderr(message: str) -> None:
-    import sys
-
-    print(f"cnnzoo: {message}", file=sys.stderr)
 
 
 def _take_whole(build, name: str, num_classes: int, in_chans: int, kwargs: dict, weights: Weights):
