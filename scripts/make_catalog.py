@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 import torch
 
 from cnnzoo.analysis import profile
 from cnnzoo.catalog import MACS_AT, PATH
 from cnnzoo.models import create_model, get_card, list_models
+
+from generated import write_or_check
 
 
 def entry(name: str) -> dict:
@@ -30,8 +31,4 @@ def render() -> str:
 
 if __name__ == "__main__":
     text = render()
-    if "--check" in sys.argv:
-        current = PATH.read_text() if PATH.exists() else ""
-        sys.exit(0 if current == text else 1)
-    PATH.write_text(text)
-    print(f"wrote {PATH} ({len(json.loads(text))} models)")
+    write_or_check(PATH, text, f"{len(json.loads(text))} models")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 from torchvision.models import get_model_weights
 
 from cnnzoo.models import get_card, list_models
+
+from generated import write_or_check
 
 PATH = Path(__file__).resolve().parent.parent / "src" / "cnnzoo" / "pretrained" / "torchvision.json"
 
@@ -52,7 +53,4 @@ def render() -> str:
 
 if __name__ == "__main__":
     text = render()
-    if "--check" in sys.argv:
-        sys.exit(0 if PATH.exists() and PATH.read_text() == text else 1)
-    PATH.write_text(text)
-    print(f"wrote {PATH} ({len(json.loads(text))} weight sets)")
+    write_or_check(PATH, text, f"{len(json.loads(text))} weight sets")

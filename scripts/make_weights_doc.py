@@ -5,11 +5,12 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from cnnzoo import catalog
 from cnnzoo.pretrained import published, why_none
+
+from generated import write_or_check
 
 PATH = Path(__file__).resolve().parent.parent / "docs" / "weights.md"
 
@@ -79,8 +80,4 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    text = render()
-    if "--check" in sys.argv:
-        sys.exit(0 if PATH.exists() and PATH.read_text() == text else 1)
-    PATH.write_text(text)
-    print(f"wrote {PATH}")
+    write_or_check(PATH, render())
