@@ -33,7 +33,7 @@ from cnnzoo.train import load_checkpoint, train  # noqa: E402
 FAMILIES = ("alexnet", "vgg11_bn", "googlenet", "resnet50", "densenet121", "mobilenet_v2", "shufflenet_v2_x1_0",
             "seresnet50", "zfnet")
 # data -> (input size, epochs, batch size): fixed short budgets, the same for every family
-BUDGETS = {"digits": (64, 4, 64), "shapes": (128, 5, 32)}
+BUDGETS = {"digits": (64, 6, 64), "shapes": (128, 8, 32)}
 MIN_TOP1, MAX_GAP = 0.90, 0.02
 
 

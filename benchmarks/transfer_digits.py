@@ -61,7 +61,7 @@ def main() -> None:
     result = digits_experiment(a.model, shots=tuple(a.shots), seeds=tuple(a.seeds), pretrain_epochs=a.pretrain_epochs,
                                epochs=a.epochs, arms=BENCH_ARMS, out=a.out,
                                pretrain_settings={"batch_size": a.pretrain_batch_size, "lr": LR * a.pretrain_batch_size},
-                               batch_size=a.batch_size, lr=LR * a.batch_size, threads=a.threads, precision="fp32",
+                               batch_size=a.batch_size, opt="sgd", lr=LR * a.batch_size, threads=a.threads, precision="fp32",
                                input_size=32)
     table = format_table(result)
     result |= {"table": table, "minutes": round((time.perf_counter() - t0) / 60, 1),

@@ -113,14 +113,14 @@ def test_googlenet_training_output_gets_aux_losses():
 def test_yaml_then_command_line(tmp_path):
     (tmp_path / "run.yaml").write_text("epochs: 7\nbatch-size: 32\nlr: 0.05\nchannels_last: false\nmean: [0.5]\nstd: [0.25]\n")
     cfg = build_config(str(tmp_path / "run.yaml"), lr=0.2, model="resnet18", opt=None)
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.channels_last, cfg.mean, cfg.opt) == (7, 32, 0.2, False, [0.5], "sgd")
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.channels_last, cfg.mean, cfg.opt) == (7, 32, 0.2, False, [0.5], "adamw")
     save_yaml(cfg, tmp_path / "saved.yaml")
     assert TrainConfig(**read_yaml(tmp_path / "saved.yaml")) == cfg
 
 
 @pytest.mark.parametrize("text, message", [
     ("epoch: 3\n", "unknown setting 'epoch'; did you mean epochs?"),
-    ("opt: adam\n", "opt must be one of sgd, adamw"),
+    ("opt: adam\n", "opt must be one of adamw, sgd"),
     ("epochs: 2.5\n", "epochs = 2.5 is not a valid int"),
     ("- 1\n", "must hold a mapping"),
 ])
@@ -227,7 +227,13 @@ def test_resolve_fills_in_the_data_sets_and_devices_defaults():
     digits = load_data("digits")
     cfg = resolve(build_config(model="resnet18", data="digits", batch_size=128), digits, torch.device("cpu"))
     assert (cfg.in_chans, cfg.input_size, cfg.hflip, cfg.crop_pct, cfg.normalize) == (1, 32, False, 1.0, "dataset")
-    assert cfg.lr == pytest.approx(0.1) and cfg.weight_decay == 5e-4 and cfg.warmup_epochs == 5.0  # 0.05 per 64; a quarter of 20 epochs
+    assert cfg.lr == pytest.approx(4e-3) and cfg.weight_decay == 0.05 and cfg.warmup_epochs == 5.0  # AdamW, 2e-3 per 64; a quarter of 20 epochs
+    sgd = resolve(build_config(model="resnet18", data="digits", batch_size=128, opt="sgd"), digits, torch.device("cpu"))
+    assert sgd.lr == pytest.approx(0.1) and sgd.weight_decay == 5e-4  # 0.05 per 64
+    # Large unnormalised fully connected heads get the lower rate (at 2e-3 ZFNet's ReLUs die in the first epoch)
+    assert resolve(build_config(model="zfnet", data="digits"), digits, torch.device("cpu")).lr == pytest.approx(3e-4)
+    assert resolve(build_config(model="vgg11_bn", data="digits", batch_size=32), digits,
+                   torch.device("cpu")).lr == pytest.approx(1.5e-4)
     assert cfg.mean == pytest.approx([digits.splits["train"].images.mean().item()], abs=1e-3)
     assert cfg.channels_last == (cfg.precision == "bf16") and cfg.out.startswith("runs/resnet18-digits")
     assert resolve(build_config(model="alexnet", data="digits"), digits, torch.device("cpu")).input_size == 63

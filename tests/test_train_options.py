@@ -108,3 +108,20 @@ def test_nan_validation_loss_stops_and_leaves_no_half_written_run(tmp_path, monk
     (run / "config.yaml").write_text("model: mobilenet_v1_025\n")
     with pytest.raises(CnnzooError, match="holds no checkpoint to resume"):
         train(resume=str(run))
+
+
+def test_threads_follow_omp_num_threads_and_the_callers_setting_comes_back(tmp_path, monkeypatch):
+    from cnnzoo.train.distributed import DistEnv
+    from cnnzoo.train.prepare import default_threads, usable_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(DistEnv()) == 3  # as torch itself reads it
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads(DistEnv(local_world_size=2)) == max(1, usable_cores() // 2)
+    before = torch.get_num_threads()
+    seen = []
+    real_epoch = Trainer._train_epoch
+    monkeypatch.setattr(Trainer, "_train_epoch", lambda self, e: (seen.append(torch.get_num_threads()),
+                                                                  real_epoch(self, e)))
+    train(out=str(tmp_path / "t"), **dict(TINY, data=DATA, epochs=1, threads=before + 1))
+    assert seen == [before + 1] and torch.get_num_threads() == before  # a library call leaves no global change

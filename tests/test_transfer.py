@@ -120,7 +120,7 @@ def experiment(tmp_path_factory):
     settings = {k: v for k, v in FAST.items() if k not in ("model", "data", "quiet")}
     result = digits_experiment("resnet18", shots=(1,), seeds=(0, 1, 2), pretrain_epochs=3, epochs=20, arms=ARMS,
                                out=out, pretrain_settings={"batch_size": 16, "lr": 0.0125}, batch_size=5,
-                               lr=0.05 * 5 / 64, log=lambda m: None,
+                               opt="sgd", lr=0.05 * 5 / 64, log=lambda m: None,
                                **settings)
     return out, result
 

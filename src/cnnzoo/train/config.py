@@ -38,8 +38,9 @@ class TrainConfig:
     out: str | None = _f(None, "run folder; default runs/MODEL-DATA (never an existing one)")
     epochs: int = _f(20, "passes over the training images")
     batch_size: int = _f(64, "global: split across processes under torchrun")
-    opt: str = _f("sgd", "sgd (Nesterov momentum) or adamw")
-    lr: float | None = _f(None, "peak learning rate; default 0.05 * batch/64 (sgd), 2e-3 * batch/64 (adamw)")
+    opt: str = _f("adamw", "adamw, or sgd (Nesterov momentum)")
+    lr: float | None = _f(None, "peak learning rate; default 2e-3 * batch/64 (adamw), 0.05 * batch/64 (sgd); "
+                          "3e-4 and 0.01 for AlexNet, ZFNet and VGG (see cnnzoo.train.recipes)")
     momentum: float = _f(0.9, "SGD momentum, or AdamW's beta1")
     weight_decay: float | None = _f(None, "default 5e-4 (sgd), 0.05 (adamw); never on biases and norm layers")
     sched: str = _f("onecycle", "onecycle, cosine, step or constant")
@@ -55,7 +56,7 @@ class TrainConfig:
                              "URL (a head of another size is re-initialised; see `cnnzoo.weights`)")
     seed: int = _f(0, "seeds the initial weights, the data order and the augmentation")
     workers: int | None = _f(None, "loader processes; default 0 for in-memory data, else min(4, cores)")
-    threads: int | None = _f(None, "CPU threads per process; default: cores / local processes")
+    threads: int | None = _f(None, "CPU threads per process; default: $OMP_NUM_THREADS, else cores / local processes")
     input_size: int | None = _f(None, "default: the data set's size (at least the model's minimum), else the card's")
     in_chans: int | None = _f(None, "default: 1 for grey data sets (digits), else 3")
     normalize: str = _f("auto", "auto, imagenet or dataset (mean/std over the training images)")
@@ -93,7 +94,7 @@ class TrainConfig:
 
 
 CHOICES = {
-    "opt": ("sgd", "adamw"),
+    "opt": ("adamw", "sgd"),
     "sched": ("onecycle", "cosine", "step", "constant"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),

@@ -35,7 +35,7 @@ from .extras import check_run_folder, make_ema, make_mixer, remove_unfinished, z
 from .metrics import MetricsLog
 from .optim import Schedule, build_optimizer
 from .precise_bn import recompute_bn_stats
-from .prepare import build_loaders, default_threads, load_source, read_start_weights, resolve
+from .prepare import build_loaders, cpu_threads, load_source, read_start_weights, resolve
 from .runlog import Progress, RunLog, tensorboard_writer
 
 AUX_WEIGHT = 0.3  # Szegedy et al. 2015, section 5: "their loss is added to the total loss with a discount weight (0.3)"
@@ -109,6 +109,10 @@ class Trainer:
         self.cfg, self.env, self.resume = cfg, env, resume
 
     def fit(self) -> dict[str, Any]:
+        with cpu_threads(self.cfg, self.env):
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         self._prepare()
         try:
             self._build()
@@ -129,9 +133,8 @@ class Trainer:
     def _prepare(self) -> None:
         """Everything that can fail on the user's input, before anything is written."""
         env = self.env
-        if env.device.type == "cpu":
-            torch.set_num_threads(self.cfg.threads or default_threads(env))
-        else:  # fixed input sizes: let cuDNN time its kernels; TF32 for fp32 (CUDA runs are not bitwise anyway)
+        # fixed input sizes: let cuDNN time its kernels; TF32 for fp32 (CUDA runs are not bitwise anyway)
+        if env.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         source = load_source(self.cfg)  # named data sets read their root and --download from the config

@@ -173,20 +173,25 @@ def lr_find(config_file: str | None = None, *, start_lr: float = 1e-7, end_lr: f
             chart: str | os.PathLike | None = None, **overrides: Any) -> LRFinding:
     """The range test for a training config (`cnnzoo train`'s settings: model, data, batch size, optimizer,
     precision, augmentation...). The model is built as `train` builds it; `chart` writes the PNG."""
-    from ..models import create_model
-    from ..weights import load_pretrained
     from .config import build_config
     from .distributed import DistEnv, pick_device
-    from .loop import loss_of
-    from .optim import build_optimizer
-    from .prepare import build_loaders, default_threads, load_source, read_start_weights, resolve
+    from .prepare import cpu_threads
 
     cfg = build_config(config_file, **overrides)
     if not cfg.model or not cfg.data:
         raise CnnzooError("lr-find needs --model and --data (as cnnzoo train does)")
     env = DistEnv(device=pick_device(cfg.device))
-    if env.device.type == "cpu":
-        torch.set_num_threads(cfg.threads or default_threads(env))
+    with cpu_threads(cfg, env):
+        return _find(cfg, env, start_lr, end_lr, steps, chart)
+
+
+def _find(cfg, env, start_lr: float, end_lr: float, steps: int, chart) -> LRFinding:
+    from ..models import create_model
+    from ..weights import load_pretrained
+    from .loop import loss_of
+    from .optim import build_optimizer
+    from .prepare import build_loaders, load_source, read_start_weights, resolve
+
     source = load_source(cfg)
     notes: list[str] = []
     weights = read_start_weights(cfg, source, notes)

@@ -5,8 +5,10 @@ model), and all of it runs before the run folder is created, so a failed start w
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -17,10 +19,8 @@ from ..data import (IMAGENET_MEAN, IMAGENET_STD, DataSource, ImageDataset, colla
 from ..errors import CnnzooError
 from .config import TrainConfig
 from .distributed import DistEnv
+from .recipes import WEIGHT_DECAY, default_lr
 
-BASE_BATCH = 64  # the default learning rates are for this batch size, scaled linearly (Goyal et al., 2017)
-DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3}
-DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
 
 
 def amp_dtype(precision: str) -> torch.dtype | None:
@@ -79,8 +79,8 @@ def resolve(cfg: TrainConfig, source: DataSource, device: torch.device) -> Train
                           f"({card.min_input_reason}); got --input-size {c.input_size}")
     if c.epochs < 1 or c.batch_size < 1:
         raise CnnzooError("epochs and batch_size must be at least 1")
-    c.lr = c.lr if c.lr is not None else DEFAULT_LR[c.opt] * c.batch_size / BASE_BATCH
-    c.weight_decay = c.weight_decay if c.weight_decay is not None else DEFAULT_WD[c.opt]
+    c.lr = c.lr if c.lr is not None else default_lr(c.opt, card.family, c.batch_size)
+    c.weight_decay = c.weight_decay if c.weight_decay is not None else WEIGHT_DECAY[c.opt]
     if c.warmup_epochs is None:
         c.warmup_epochs = 0.25 * c.epochs if c.sched == "onecycle" else min(5.0, 0.1 * c.epochs)
     c.step_epochs = c.step_epochs or max(1, c.epochs // 3)
@@ -120,10 +120,31 @@ def _fit(stats: tuple[float, ...], chans: int) -> list[float]:
     return list(stats) if chans == 3 else [round(sum(stats) / 3, 4)] * chans
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask; os.cpu_count() counts the whole machine)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_threads(env: DistEnv) -> int:
-    """CPU threads per process: the cores this process may use, shared among the node's processes."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // env.local_world_size)
+    """CPU threads per process: OMP_NUM_THREADS when it is set (as torch itself reads it), else the cores this
+    process may use, shared among the node's processes."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, usable_cores() // env.local_world_size)
+
+
+@contextlib.contextmanager
+def cpu_threads(cfg: TrainConfig, env: DistEnv) -> Iterator[None]:
+    """Within: the run's CPU threads (--threads, else `default_threads`); after: the caller's setting again,
+    so a library call leaves no global change behind."""
+    before = torch.get_num_threads()
+    if env.device.type == "cpu":
+        torch.set_num_threads(cfg.threads or default_threads(env))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class EpochSampler(Sampler):
@@ -163,7 +184,7 @@ def build_loaders(cfg: TrainConfig, source: DataSource, env: DistEnv) -> dict[st
         raise CnnzooError(f"batch_size {cfg.batch_size} must divide evenly over {env.world_size} processes")
     per_rank = cfg.batch_size // env.world_size
     workers = cfg.workers if cfg.workers is not None else (
-        0 if source.splits["train"].images is not None else min(4, os.cpu_count() or 1))
+        0 if source.splits["train"].images is not None else min(4, usable_cores()))
     common = dict(num_workers=workers, collate_fn=collate, pin_memory=env.device.type == "cuda",
                   persistent_workers=workers > 0)
     train_tf = train_transform(cfg.input_size, cfg.mean, cfg.std, in_chans=cfg.in_chans, hflip=cfg.hflip,

@@ -88,7 +88,7 @@ def quick_experiment(out: str | Path = "runs/tour/transfer", log: Callable[[str]
     arms = {"scratch": ARMS["scratch"], "features (layer3)": ("features", {"layer": "layer3"}),
             "linear": ARMS["linear"], "finetune (frozen BN)": ("finetune", {"backbone_lr": 1.0, "freeze_bn": True})}
     return digits_experiment("resnet18", shots=(1,), seeds=(0,), pretrain_epochs=3, epochs=20, arms=arms, out=out,
-                             pretrain_settings={"batch_size": 16, "lr": 0.0125}, batch_size=5, lr=0.05 * 5 / 64,
+                             pretrain_settings={"batch_size": 16, "lr": 0.0125}, batch_size=5, opt="sgd", lr=0.05 * 5 / 64,
                              input_size=32, threads=1, precision="fp32", log=log, start=start)
 
 

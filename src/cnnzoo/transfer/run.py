@@ -44,7 +44,7 @@ from ..train.evaluation import autocast, evaluate_loader
 from ..train.loop import loss_of, seed_everything
 from ..train.metrics import MetricsLog, topk_correct
 from ..train.optim import Schedule
-from ..train.prepare import build_loaders, default_out, default_threads, load_source, read_start_weights, resolve
+from ..train.prepare import build_loaders, cpu_threads, default_out, load_source, read_start_weights, resolve
 from ..train.runlog import RunLog
 from ..weights import Weights, head_modules, load_pretrained
 from .data import select
@@ -85,7 +85,8 @@ def transfer(mode: str, *, weights: str | None = None, classes: str | None = Non
         raise CnnzooError(f"--head-epochs ({head_epochs}) must be at least 0 and less than --epochs ({cfg.epochs})")
     if backbone_lr < 0 or C <= 0:
         raise CnnzooError("--backbone-lr must be >= 0 and --C > 0")
-    return _Run(s, cfg, quiet).go()
+    with cpu_threads(cfg, DistEnv(device=pick_device(cfg.device))):
+        return _Run(s, cfg, quiet).go()
 
 
 class _Run:
@@ -97,8 +98,6 @@ class _Run:
     def _prepare(self) -> None:
         s, cfg = self.s, self.cfg
         self.env = env = DistEnv(device=pick_device(cfg.device))
-        if env.device.type == "cpu":
-            torch.set_num_threads(cfg.threads or default_threads(env))
         full = load_source(cfg)
         source = select(full, s.classes, s.shots, seed=cfg.seed)
         w: Weights | None = read_start_weights(cfg, source, self.notes)  # cfg.weights is s.weights
