@@ -8,7 +8,7 @@
 
 Variants, each given the same model (`cnnzoo.create_model`, seed 0), the same data (the same `ImageDataset`
 and train preset), the same batch size and precision:
-- `minimal`: a hand-written loop (DataLoader with shuffle, SGD + Nesterov, OneCycleLR, label smoothing,
+- `minimal`: a hand-written loop (DataLoader with shuffle, the default optimizer (AdamW), OneCycleLR, label smoothing,
   autocast when not fp32), timed over its training loop;
 - `cnnzoo`: `cnnzoo.train.train(...)`, timed over its training phase (its `images_per_s`, which leaves
   out validation and checkpoints, as the minimal loop has neither; their cost is reported apart).
@@ -59,7 +59,10 @@ def minimal_loop(cfg, source, device: torch.device, epochs: int) -> dict:
     loader = torch.utils.data.DataLoader(ImageDataset(source.splits["train"], tf, in_chans=cfg.in_chans),
                                          batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                          pin_memory=device.type == "cuda")
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.opt == "adamw":  # the default
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     # OneCycleLR divides by (pct_start * total_steps - 1): zero for a 4-step run; keep each phase >= 1 step
     total = epochs * len(loader)
     pct = min(max(0.25, 2.0 / total), 0.5) if total > 2 else 0.5

@@ -125,3 +125,17 @@ def test_threads_follow_omp_num_threads_and_the_callers_setting_comes_back(tmp_p
                                                                   real_epoch(self, e)))
     train(out=str(tmp_path / "t"), **dict(TINY, data=DATA, epochs=1, threads=before + 1))
     assert seen == [before + 1] and torch.get_num_threads() == before  # a library call leaves no global change
+
+
+def test_precise_bn_reads_training_images_as_evaluation_presents_them():
+    # Statistics of augmented crops left vgg11_bn at 50% in eval mode on the shapes folder (FixRes's discrepancy)
+    from cnnzoo.data import load_data
+    from cnnzoo.train.distributed import DistEnv
+    from cnnzoo.train.prepare import build_loaders, resolve
+
+    source = load_data(DATA)
+    cfg = resolve(build_config(**dict(TINY, data=DATA, aug="trivialaugment")), source, torch.device("cpu"))
+    loaders = build_loaders(cfg, source, DistEnv())
+    stats, val = loaders["bn_stats"].dataset, loaders["val"].dataset
+    assert stats.split is source.splits["train"] and stats.transform is val.transform
+    assert torch.equal(stats[(0, 3)][0], stats[(1, 3)][0])  # the same image in every epoch: no augmentation

@@ -308,8 +308,8 @@ class Trainer:
         if not self.cfg.precise_bn:
             return
         cfg, env = self.cfg, self.env
-        loader = self.loaders["train"]
-        loader.sampler.set_epoch(epoch)  # the epoch's own images and augmentations: deterministic on resume
+        loader = self.loaders["bn_stats"]  # training images, not augmented (prepare.build_loaders says why)
+        loader.sampler.set_epoch(epoch)  # each epoch its own seeded subset: deterministic on resume
 
         def inputs():
             for x, y, _ in loader:
