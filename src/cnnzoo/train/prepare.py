@@ -22,7 +22,6 @@ from .distributed import DistEnv
 from .recipes import WEIGHT_DECAY, default_lr
 
 
-
 def amp_dtype(precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
@@ -126,10 +125,11 @@ def usable_cores() -> int:
 
 
 def default_threads(env: DistEnv) -> int:
-    """CPU threads per process: OMP_NUM_THREADS when it is set (as torch itself reads it), else the cores this
-    process may use, shared among the node's processes."""
+    """CPU threads per process: OMP_NUM_THREADS when it is set (as torch itself reads it) for a lone process,
+    else the cores this process may use, shared among the node's processes. (torchrun sets OMP_NUM_THREADS=1
+    for its workers unless told otherwise, which would leave most of a large machine idle.)"""
     given = os.environ.get("OMP_NUM_THREADS", "")
-    if given.isdigit() and int(given) > 0:
+    if env.local_world_size == 1 and given.isdigit() and int(given) > 0:
         return int(given)
     return max(1, usable_cores() // env.local_world_size)
 
