@@ -54,11 +54,11 @@ def make_folder(root: Path, n: int) -> Path:
     return root
 
 
-def delivered(folder: Path, size: int, batch: int) -> tuple[float, int]:
+def delivered(model: str, folder: Path, size: int, batch: int) -> tuple[float, int]:
     """Images/s of one epoch of the default train loader, alone; and its worker count."""
     source = load_data(str(folder))
     env = DistEnv(0, 1, 0, 1, torch.device("cpu"))
-    cfg = resolve(build_config(model="resnet18", data=str(folder), input_size=size, batch_size=batch,
+    cfg = resolve(build_config(model=model, data=str(folder), input_size=size, batch_size=batch,
                                out=str(folder.parent / "unused")), source, env.device)
     torch.set_num_threads(default_threads(env))
     loader = build_loaders(cfg, source, env)["train"]
@@ -111,7 +111,7 @@ def main() -> int:
     workers = {}
     for r in range(args.rounds):  # A B A B ...: a slow minute of the shared machine hits both alike
         for model, size, batch in cases:
-            d, workers[model] = delivered(folder, size, batch)
+            d, workers[model] = delivered(model, folder, size, batch)
             c = consumed(model, size, batch, tmp, f"{model}-{r}")
             got[model]["delivered"].append(d)
             got[model]["consumed"].append(c)
