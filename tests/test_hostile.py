@@ -468,11 +468,37 @@ def test_atomic_write_removes_the_temporary_file_on_any_failure(tmp_path):
         f.write(b"half")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(CnnzooError, match="cannot write .*out.json: No space left on device"):
-        atomic_write(target, full_disk)
+    def torch_save_on_a_full_disk(f):  # torch.save raises RuntimeError("... unexpected pos ...") from the OSError
+        try:
+            full_disk(f)
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 11394304 vs 11394192")
+
+    for writer in (full_disk, torch_save_on_a_full_disk):
+        with pytest.raises(CnnzooError, match="cannot write .*out.json: No space left on device"):
+            atomic_write(target, writer)
     with pytest.raises(ValueError):
         atomic_write(target, lambda f: f.write(b"x"), verify=lambda p: (_ for _ in ()).throw(ValueError("bad")))
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
     mask = os.umask(0o022)
     os.umask(mask)
     assert (target.stat().st_mode & 0o777) == 0o666 & ~mask  # not tempfile's 0600
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_line_and_the_last_one_stays(tmp_path, monkeypatch):
+    from cnnzoo.errors import CnnzooError
+    from cnnzoo.train import checkpoint
+
+    checkpoint.save_checkpoint({"epoch": 1}, tmp_path, best=True)
+
+    def full_disk_save(obj, f):
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk_save)
+    with pytest.raises(CnnzooError, match="cannot write .*last.pt: No space left on device"):
+        checkpoint.save_checkpoint({"epoch": 2}, tmp_path, best=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+    assert checkpoint.read_checkpoint(tmp_path / "last.pt")["epoch"] == 1

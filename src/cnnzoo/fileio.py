@@ -37,6 +37,15 @@ def write_error(path: str | os.PathLike, exc: OSError) -> WriteError:
     return WriteError(f"cannot write {path}: {reason}")
 
 
+def disk_error(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc`, if any: torch.save reports a full disk as a RuntimeError raised while handling
+    the OSError ("unexpected pos ..."), which should read as the disk's error, not as a traceback."""
+    if isinstance(exc, OSError):
+        return exc
+    behind = exc.__cause__ or exc.__context__
+    return behind if isinstance(exc, RuntimeError) and isinstance(behind, OSError) else None
+
+
 def make_folder(folder: str | os.PathLike) -> Path:
     """`mkdir -p` with an OSError (a file in the way, read-only, /proc) turned into one clear line."""
     folder = Path(folder)
@@ -101,11 +110,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *,
             if verify is not None:
                 verify(tmp)
             os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         _remove(tmp)
-        raise write_error(path, exc) from None
-    except BaseException:
-        _remove(tmp)
+        if (why := disk_error(exc)) is not None:
+            raise write_error(path, why) from None
         raise
     fsync_dir(path.parent)
     return path

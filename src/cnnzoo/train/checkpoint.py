@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import CnnzooError
-from ..fileio import fsync_dir
+from ..fileio import disk_error, fsync_dir, write_error
 
 FORMAT = "cnnzoo-checkpoint-1"
 INFO_KEYS = ("model", "num_classes", "in_chans", "input_size", "mean", "std", "crop_pct", "classes",
@@ -36,8 +36,10 @@ def _write_tmp(obj: Any, path: Path) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if (why := disk_error(exc)) is not None:  # a full disk: one line, and the previous checkpoint stays
+            raise write_error(path, why) from None
         raise
     return tmp
 
