@@ -85,19 +85,20 @@ def transfer(mode: str, *, weights: str | None = None, classes: str | None = Non
         raise CnnzooError(f"--head-epochs ({head_epochs}) must be at least 0 and less than --epochs ({cfg.epochs})")
     if backbone_lr < 0 or C <= 0:
         raise CnnzooError("--backbone-lr must be >= 0 and --C > 0")
-    with cpu_threads(cfg, DistEnv(device=pick_device(cfg.device))):
-        return _Run(s, cfg, quiet).go()
+    env = DistEnv(device=pick_device(cfg.device))
+    with cpu_threads(cfg, env):
+        return _Run(s, cfg, env, quiet).go()
 
 
 class _Run:
-    def __init__(self, s: TransferSettings, cfg, quiet: bool) -> None:
-        self.s, self.cfg, self.quiet = s, cfg, quiet
+    def __init__(self, s: TransferSettings, cfg, env: DistEnv, quiet: bool) -> None:
+        self.s, self.cfg, self.env, self.quiet = s, cfg, env, quiet
         self.notes: list[str] = []
 
     # --- before anything is written ------------------------------------------------------------------
     def _prepare(self) -> None:
         s, cfg = self.s, self.cfg
-        self.env = env = DistEnv(device=pick_device(cfg.device))
+        env = self.env
         full = load_source(cfg)
         source = select(full, s.classes, s.shots, seed=cfg.seed)
         w: Weights | None = read_start_weights(cfg, source, self.notes)  # cfg.weights is s.weights
