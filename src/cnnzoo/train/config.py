@@ -40,7 +40,8 @@ class TrainConfig:
     batch_size: int = _f(64, "global: split across processes under torchrun")
     opt: str = _f("adamw", "adamw, or sgd (Nesterov momentum)")
     lr: float | None = _f(None, "peak learning rate; default 2e-3 * batch/64 (adamw), 0.05 * batch/64 (sgd); "
-                          "3e-4 and 0.01 for AlexNet, ZFNet and VGG (see cnnzoo.train.recipes)")
+                          "3e-4 and 0.01 for AlexNet, ZFNet and VGG, 4e-3 (adamw) for MobileNet and ShuffleNet "
+                          "(see cnnzoo.train.recipes)")
     momentum: float = _f(0.9, "SGD momentum, or AdamW's beta1")
     weight_decay: float | None = _f(None, "default 5e-4 (sgd), 0.05 (adamw); never on biases and norm layers")
     sched: str = _f("onecycle", "onecycle, cosine, step or constant")
