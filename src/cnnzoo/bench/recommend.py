@@ -257,16 +257,12 @@ def recommend(models: Sequence[str] | None = None, *, bench_file: str | Path | B
     machine whose cores other jobs are using. Prints nothing; `.reasons`, `.table()`, `.plot(path)`,
     `.figure()` and `.bench.figure()` (the roofline) give the answer."""
     if bench_file is None:
-        import torch
+        from ..threads import torch_threads  # imports torch: only when measuring
 
         names = list(models or TOUR_MODELS)
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads or before)
-        try:
+        with torch_threads(threads):
             result = bench(names, device, (batch_size,), "infer", input_size, repeats=repeats, warmup=warmup,
                            torchvision=False, memory=False, info=info or device_info(device, quick=True))
-        finally:
-            torch.set_num_threads(before)
         source = f"measured now ({repeats} runs after {warmup} warm-up)"
     else:
         result = bench_file if isinstance(bench_file, BenchResult) else BenchResult.load(bench_file)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from ..data import (IMAGENET_MEAN, IMAGENET_STD, DataSource, ImageDataset, collate, dataset_mean_std,
                     eval_transform, load_data, train_transform)
 from ..errors import CnnzooError
+from ..threads import torch_threads, usable_cores
 from .config import TrainConfig
 from .distributed import DistEnv
 from .recipes import WEIGHT_DECAY, default_lr
@@ -119,11 +120,6 @@ def _fit(stats: tuple[float, ...], chans: int) -> list[float]:
     return list(stats) if chans == 3 else [round(sum(stats) / 3, 4)] * chans
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask; os.cpu_count() counts the whole machine)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def default_threads(env: DistEnv) -> int:
     """CPU threads per process: OMP_NUM_THREADS when it is set (as torch itself reads it) for a lone process,
     else the cores this process may use, shared among the node's processes. (torchrun sets OMP_NUM_THREADS=1
@@ -138,13 +134,8 @@ def default_threads(env: DistEnv) -> int:
 def cpu_threads(cfg: TrainConfig, env: DistEnv) -> Iterator[None]:
     """Within: the run's CPU threads (--threads, else `default_threads`); after: the caller's setting again,
     so a library call leaves no global change behind."""
-    before = torch.get_num_threads()
-    if env.device.type == "cpu":
-        torch.set_num_threads(cfg.threads or default_threads(env))
-    try:
+    with torch_threads((cfg.threads or default_threads(env)) if env.device.type == "cpu" else None):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class EpochSampler(Sampler):
