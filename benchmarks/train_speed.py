@@ -16,6 +16,11 @@ Each in fp32 and in the device's fast path (bf16 autocast + channels_last on a C
 autocast + channels_last on CUDA). Rounds run the four variants interleaved (A B C D A B C D ...); each
 ratio is the median of the per-round ratios, so a slow moment of a shared machine hits all variants alike.
 
+`--compile` times instead `cnnzoo train` in its default precision with and without `--compile` (Inductor),
+interleaved: the steady speed (epochs after the first), the first epoch's extra seconds (compilation; the first
+round starts from an empty Inductor cache, later rounds find its files, as a user's second run does), and the
+epochs after which compiling has paid for itself.
+
 `--acceptance` runs `cnnzoo train --model resnet18 --data digits` with its defaults as a subprocess and
 reports its wall time (start-up included) and test top-1, next to the hand-written fp32 loop's accuracy
 at the same schedule. `--write` puts the figures into the "Training speed" section of RESULTS.md.
@@ -125,6 +130,47 @@ def cnnzoo_run(args, precision: str, channels_last: bool, epochs: int, out: Path
             "epoch_seconds": sum(r["seconds"] for r in rows) / len(rows), "train_seconds": s["train_seconds"] / len(rows)}
 
 
+def compile_speed(args, device: torch.device) -> str:
+    """cnnzoo's default precision, eager against torch.compile, interleaved rounds (`--compile`)."""
+    tmp = Path(tempfile.mkdtemp(prefix="train_compile-"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor")  # empty: the first round compiles from nothing
+    runs: dict[str, list[dict]] = {"eager": [], "compiled": []}
+    for r in range(args.rounds):
+        for name in runs:
+            torch._dynamo.reset()  # no compiled code carried over in this process; Inductor's file cache stays
+            out = tmp / f"{name}-{r}"
+            s = train(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+                      input_size=args.input_size, threads=args.threads, device=args.device, compile=name == "compiled",
+                      out=str(out), progress=False, tensorboard=False)
+            rows = read_metrics(out)
+            steady = statistics.median(row["images_per_s"] for row in rows[1:])
+            later = statistics.median(row["seconds"] for row in rows[1:])
+            runs[name].append({"steady": steady, "first_extra": rows[0]["seconds"] - later, "epoch_s": later,
+                               "test_top1": s.get("test_top1")})
+            print(f"round {r + 1}  {name:<9} steady {steady:8.1f} img/s  first epoch +{rows[0]['seconds'] - later:6.1f} s"
+                  f"  test top-1 {100 * (s.get('test_top1') or 0):.2f}%", flush=True)
+    eager, comp = runs["eager"], runs["compiled"]
+    speedup = statistics.median(c["steady"] / e["steady"] for c, e in zip(comp, eager))
+    saved = statistics.median(e["epoch_s"] - c["epoch_s"] for c, e in zip(comp, eager))
+    cold = comp[0]["first_extra"] - eager[0]["first_extra"]
+    warm = statistics.median(c["first_extra"] - e["first_extra"] for c, e in zip(comp[1:], eager[1:])) \
+        if args.rounds > 1 else float("nan")
+    pays = lambda cost: ("never (no epoch is faster)" if saved <= 0 else "at once" if cost <= 0
+                         else f"{cost / saved:.0f} epochs")
+    lines = ["| | eager | torch.compile |", "|---|--:|--:|",
+             f"| steady images/s (median of {args.rounds}) | {statistics.median(e['steady'] for e in eager):.1f} | "
+             f"{statistics.median(c['steady'] for c in comp):.1f} |",
+             f"| test top-1 (last round) | {100 * (eager[-1]['test_top1'] or 0):.2f}% | "
+             f"{100 * (comp[-1]['test_top1'] or 0):.2f}% |",
+             "", "| measure | value |", "|---|---|",
+             f"| compiled / eager, steady images/s (median of per-round ratios) | {speedup:.2f}x |",
+             f"| compilation, first round (empty Inductor cache) | {max(cold, 0):.0f} s |",
+             f"| compilation, later rounds (cache warm; median) | {max(warm, 0):.0f} s |",
+             f"| seconds saved per epoch (median) | {saved:.2f} s |",
+             f"| compiling pays for itself after (cold / warm cache) | {pays(cold)} / {pays(warm)} |"]
+    return "\n".join(lines)
+
+
 def speed(args, device: torch.device) -> tuple[str, dict]:
     from cnnzoo.train import build_config
 
@@ -218,14 +264,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--acceptance", action="store_true", help="time the default digits run as a user would")
+    p.add_argument("--compile", action="store_true", help="cnnzoo train with and without --compile (Inductor)")
     p.add_argument("--write", action="store_true", help="write the figures into benchmarks/RESULTS.md")
     p.add_argument("--note", default="", help="a sentence about the conditions")
     args = p.parse_args(argv)
+    if args.compile and args.epochs < 2:
+        p.error("--compile needs --epochs 2 or more: the first epoch compiles, the later ones give the speed")
     device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.acceptance:
         title, body = "Acceptance: resnet18 on digits with the defaults", acceptance(args)
+    elif args.compile:
+        size = f" at {args.input_size} px" if args.input_size else ""
+        title = f"torch.compile: {args.model} on {args.data}{size}, batch {args.batch_size}, {device.type}"
+        body = (f"{args.rounds} rounds x 2 variants interleaved, {args.epochs} epochs each, default precision.\n\n"
+                f"{compile_speed(args, device)}")
     else:
         table, _ = speed(args, device)
         title = f"{args.model} on {args.data}, batch {args.batch_size}, {device.type}"

@@ -111,8 +111,9 @@ def test_nan_validation_loss_stops_and_leaves_no_half_written_run(tmp_path, monk
 
 
 def test_threads_follow_omp_num_threads_and_the_callers_setting_comes_back(tmp_path, monkeypatch):
+    from cnnzoo.threads import usable_cores
     from cnnzoo.train.distributed import DistEnv
-    from cnnzoo.train.prepare import default_threads, usable_cores
+    from cnnzoo.train.prepare import default_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert default_threads(DistEnv()) == 3  # as torch itself reads it
@@ -141,3 +142,21 @@ def test_precise_bn_reads_training_images_as_evaluation_presents_them():
     stats, val = loaders["bn_stats"].dataset, loaders["val"].dataset
     assert stats.split is source.splits["train"] and stats.transform is val.transform
     assert torch.equal(stats[(0, 3)][0], stats[(1, 3)][0])  # the same image in every epoch: no augmentation
+
+
+def test_compile_traces_the_training_step_and_saves_plain_weights(tmp_path, monkeypatch):
+    # Dynamo with its "eager" backend: the same graph capture as Inductor, without minutes of C++ code generation
+    # (Inductor's speed is measured in benchmarks/train_speed.py --compile)
+    from torch._dynamo.utils import counters
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module: real_compile(module, backend="eager"))
+    torch._dynamo.reset()
+    counters.clear()
+    kw = dict(TINY, data=DATA, epochs=1, precision="fp32", precise_bn=0)
+    train(out=str(tmp_path / "compiled"), compile=True, **kw)
+    assert counters["stats"]["unique_graphs"] >= 1
+    train(out=str(tmp_path / "eager"), **kw)
+    compiled, eager = (read_checkpoint(tmp_path / run, "last")["state_dict"] for run in ("compiled", "eager"))
+    assert list(compiled) == list(eager)  # no "_orig_mod." prefixes: the checkpoint loads into a plain model
+    assert all(torch.allclose(compiled[k].float(), eager[k].float(), atol=1e-5) for k in eager)

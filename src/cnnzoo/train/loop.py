@@ -208,13 +208,13 @@ class Trainer:
         if env.is_main:
             self.metrics.rewrite(self.history)  # drops the row of an epoch that ended after the last checkpoint
         self.ddp = self.model
-        if cfg.compile:
-            self.ddp = torch.compile(self.model)
         if env.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [env.device.index] if env.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:  # outermost, so that DDP's bucketed all-reduce is compiled with the step (torch docs)
+            self.ddp = torch.compile(self.ddp)
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.tb = tensorboard_writer(run, cfg.tensorboard and env.is_main, self.log)
         params = sum(p.numel() for p in self.model.parameters())
