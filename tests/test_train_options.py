@@ -145,7 +145,7 @@ def test_precise_bn_reads_training_images_as_evaluation_presents_them():
 
 
 def test_compile_traces_the_training_step_and_saves_plain_weights(tmp_path, monkeypatch):
-    # Dynamo with its "eager" backend: the same graph capture as Inductor, without minutes of C++ code generation
+    # Dynamo with its "eager" backend: the same graph capture as Inductor, without a minute of C++ code generation
     # (Inductor's speed is measured in benchmarks/train_speed.py --compile)
     from torch._dynamo.utils import counters
 

@@ -14,8 +14,9 @@ figures in benchmarks/RESULTS.md, "Training: defaults that train"):
   still at chance after 4 epochs on digits. SGD is there for recipes that ask for it, not as a default.
 - The mobile networks, built of depthwise convolutions (MobileNet V1/V2, ShuffleNet V1/V2), want twice the rate:
   at 2e-3 they fit 512 training images of the shapes folder and generalise or not by the seed (mobilenet_v2:
-  81-98% over seeds), at 4e-3 they reach 95-100%, and on digits they gain 2 points. (MobileNet's paper too gives
-  small models less regularisation, since they overfit less.) Only AdamW's rate was measured; SGD keeps 0.05.
+  81-98% over seeds), at 4e-3 (with the folder's default flips) they reach 95-100%, and on digits they gain 2-3
+  points. (MobileNet's paper too gives small models less regularisation, since they overfit less.) Only AdamW's
+  rate was measured; SGD keeps 0.05.
 """
 from __future__ import annotations
 
