@@ -135,9 +135,10 @@ def test_yaml_config_with_overrides_is_saved_resolved(tmp_path):
                  "--progress", "false", "--out", str(run)]) == 0
     saved = read_checkpoint(run, "last")["config"]
     assert (saved["opt"], saved["sched"], saved["epochs"], saved["label_smoothing"]) == ("adamw", "cosine", 2, 0.0)
-    assert saved["lr"] == pytest.approx(1e-3) and saved["weight_decay"] == 0.05  # AdamW's defaults, resolved
-    assert "lr: 0.001" in (run / "config.yaml").read_text()
-    assert [r["lr"] for r in read_metrics(run)][0] == pytest.approx(1e-3 * 8 / 9, rel=1e-6)  # warm-up ends at 9
+    # AdamW's defaults, resolved: a mobile network's 4e-3 per 64 images, at 32
+    assert saved["lr"] == pytest.approx(2e-3) and saved["weight_decay"] == 0.05
+    assert "lr: 0.002" in (run / "config.yaml").read_text()
+    assert [r["lr"] for r in read_metrics(run)][0] == pytest.approx(2e-3 * 8 / 9, rel=1e-6)  # warm-up ends at 9
 
 
 def test_tensorboard_gets_the_epoch_metrics(tmp_path, monkeypatch):
