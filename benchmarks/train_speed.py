@@ -15,6 +15,8 @@ and train preset), the same batch size and precision:
 Each in fp32 and in the device's fast path (bf16 autocast + channels_last on a CPU with bf16 instructions;
 autocast + channels_last on CUDA). Rounds run the four variants interleaved (A B C D A B C D ...); each
 ratio is the median of the per-round ratios, so a slow moment of a shared machine hits all variants alike.
+A run whose model did not learn (test top-1 under twice chance) stops the benchmark: its speed would describe a
+broken run.
 
 `--compile` times instead `cnnzoo train` in its default precision with and without `--compile` (Inductor),
 interleaved: the steady speed (epochs after the first), the first epoch's extra seconds (compilation; the first
@@ -130,8 +132,16 @@ def cnnzoo_run(args, precision: str, channels_last: bool, epochs: int, out: Path
             "epoch_seconds": sum(r["seconds"] for r in rows) / len(rows), "train_seconds": s["train_seconds"] / len(rows)}
 
 
+def learned_or_stop(variant: str, test_top1: float | None, classes: int) -> None:
+    """Timings of a run whose model did not learn describe a broken run: say so and stop."""
+    if test_top1 is not None and test_top1 < 2 / classes:  # data without a test split cannot be checked
+        sys.exit(f"{variant}: test top-1 {100 * test_top1:.1f}% is under twice chance ({200 / classes:.0f}%): the "
+                 f"model did not learn, so its speed is not reported")
+
+
 def compile_speed(args, device: torch.device) -> str:
     """cnnzoo's default precision, eager against torch.compile, interleaved rounds (`--compile`)."""
+    classes = len(load_data(args.data).classes)
     tmp = Path(tempfile.mkdtemp(prefix="train_compile-"))
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor")  # empty: the first round compiles from nothing
     runs: dict[str, list[dict]] = {"eager": [], "compiled": []}
@@ -142,6 +152,7 @@ def compile_speed(args, device: torch.device) -> str:
             s = train(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                       input_size=args.input_size, threads=args.threads, device=args.device, compile=name == "compiled",
                       out=str(out), progress=False, tensorboard=False)
+            learned_or_stop(f"round {r + 1}, {name}", s.get("test_top1"), classes)
             rows = read_metrics(out)
             steady = statistics.median(row["images_per_s"] for row in rows[1:])
             later = statistics.median(row["seconds"] for row in rows[1:])
@@ -154,9 +165,9 @@ def compile_speed(args, device: torch.device) -> str:
     saved = statistics.median(e["epoch_s"] - c["epoch_s"] for c, e in zip(comp, eager))
     cold = comp[0]["first_extra"] - eager[0]["first_extra"]
     warm = statistics.median(c["first_extra"] - e["first_extra"] for c, e in zip(comp[1:], eager[1:])) \
-        if args.rounds > 1 else float("nan")
-    pays = lambda cost: ("never (no epoch is faster)" if saved <= 0 else "at once" if cost <= 0
-                         else f"{cost / saved:.0f} epochs")
+        if args.rounds > 1 else None  # one round has no warm cache
+    pays = lambda cost: ("not measured (one round)" if cost is None else "never (no epoch is faster)" if saved <= 0
+                         else "at once" if cost <= 0 else f"{cost / saved:.0f} epochs")
     lines = ["| | eager | torch.compile |", "|---|--:|--:|",
              f"| steady images/s (median of {args.rounds}) | {statistics.median(e['steady'] for e in eager):.1f} | "
              f"{statistics.median(c['steady'] for c in comp):.1f} |",
@@ -165,7 +176,8 @@ def compile_speed(args, device: torch.device) -> str:
              "", "| measure | value |", "|---|---|",
              f"| compiled / eager, steady images/s (median of per-round ratios) | {speedup:.2f}x |",
              f"| compilation, first round (empty Inductor cache) | {max(cold, 0):.0f} s |",
-             f"| compilation, later rounds (cache warm; median) | {max(warm, 0):.0f} s |",
+             f"| compilation, later rounds (cache warm; median) | "
+             f"{'not measured (one round)' if warm is None else f'{max(warm, 0):.0f} s'} |",
              f"| seconds saved per epoch (median) | {saved:.2f} s |",
              f"| compiling pays for itself after (cold / warm cache) | {pays(cold)} / {pays(warm)} |"]
     return "\n".join(lines)
@@ -189,6 +201,7 @@ def speed(args, device: torch.device) -> tuple[str, dict]:
                 res = minimal_loop(cfg, source, device, args.epochs)
             else:
                 res = cnnzoo_run(args, precision, cl, args.epochs, tmp / f"{name.replace(' ', '_')}-{r}")
+            learned_or_stop(f"round {r + 1}, {name}", res["test_top1"], len(source.classes))
             runs[name].append(res)
             print(f"round {r + 1}  {name:<18} {res['images_per_s']:8.1f} img/s  test top-1 "
                   f"{100 * res['test_top1']:.2f}%", flush=True)
