@@ -230,6 +230,30 @@ def build_config(config_file: str | None = None, **overrides: Any) -> TrainConfi
     return validate(TrainConfig(**values))
 
 
+def resume_config(run: str, config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config of run folder `run`, with the settings a resumed run may change (RESUMABLE) taken from
+    `config_file` and `overrides`; any other setting that differs from the saved one is refused."""
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise CnnzooError(f"{run!r} is not a run folder (it has no config.yaml); pass the --out folder of an earlier run")
+    if not (Path(run) / "checkpoints" / "last.pt").is_file():
+        raise CnnzooError(f"{run} holds no checkpoint to resume (the run stopped before its first epoch ended); "
+                          f"start it again with --out {run}")
+    saved = read_yaml(path)
+    given = read_yaml(config_file) if config_file else {}
+    given |= {k: _coerce(k, v, "command line") for k, v in overrides.items() if v is not None and k in FIELDS}
+    for name, value in given.items():
+        if name == "out" and Path(value).resolve() != Path(run).resolve():
+            raise CnnzooError(f"--resume continues {run} in place; drop --out")
+        if name in RESUMABLE:
+            saved[name] = value
+        elif saved.get(name) != value:
+            raise CnnzooError(f"{run} was trained with {name} = {saved.get(name)!r}, not {value!r}; "
+                              f"a resumed run keeps its settings (start a new run to change them)")
+    saved["out"] = str(run)
+    return validate(TrainConfig(**saved))
+
+
 # Numeric settings and their ranges: (low, high, low inclusive, high inclusive); None: unbounded.
 RANGES = {
     "epochs": (1, None, True, None), "batch_size": (1, None, True, None), "lr": (0, None, True, None),

@@ -28,7 +28,7 @@ import torch
 from ..errors import CnnzooError
 from ..weights import load_pretrained
 from .checkpoint import load_weights, read_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import FIELDS, RESUMABLE, TrainConfig, _coerce, build_config, read_yaml, save_yaml, validate
+from .config import TrainConfig, build_config, resume_config, save_yaml
 from .distributed import DistEnv, all_sum, barrier, broadcast_buffers, setup, teardown
 from .evaluation import autocast, evaluate_loader
 from .extras import check_run_folder, make_ema, make_mixer, remove_unfinished, zero_init_residual
@@ -48,7 +48,7 @@ def train(config_file: str | None = None, *, resume: str | None = None, **overri
     `config_file` is a YAML file of settings; `overrides` (TrainConfig fields) win over it. With
     `resume=RUN`, the run's saved config is used and training continues from `checkpoints/last.pt`.
     """
-    cfg = _resume_config(resume, config_file, overrides) if resume else build_config(config_file, **overrides)
+    cfg = resume_config(resume, config_file, overrides) if resume else build_config(config_file, **overrides)
     if not cfg.model:
         raise CnnzooError("--model is required; run `cnnzoo list` to see the names")
     if not cfg.data:
@@ -58,28 +58,6 @@ def train(config_file: str | None = None, *, resume: str | None = None, **overri
         return Trainer(cfg, env, resume).fit()
     finally:
         teardown(env)
-
-
-def _resume_config(run: str, config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    path = Path(run) / "config.yaml"
-    if not path.is_file():
-        raise CnnzooError(f"{run!r} is not a run folder (it has no config.yaml); pass the --out folder of an earlier run")
-    if not (Path(run) / "checkpoints" / "last.pt").is_file():
-        raise CnnzooError(f"{run} holds no checkpoint to resume (the run stopped before its first epoch ended); "
-                          f"start it again with --out {run}")
-    saved = read_yaml(path)
-    given = read_yaml(config_file) if config_file else {}
-    given |= {k: _coerce(k, v, "command line") for k, v in overrides.items() if v is not None and k in FIELDS}
-    for name, value in given.items():
-        if name == "out" and Path(value).resolve() != Path(run).resolve():
-            raise CnnzooError(f"--resume continues {run} in place; drop --out")
-        if name in RESUMABLE:
-            saved[name] = value
-        elif saved.get(name) != value:
-            raise CnnzooError(f"{run} was trained with {name} = {saved.get(name)!r}, not {value!r}; "
-                              f"a resumed run keeps its settings (start a new run to change them)")
-    saved["out"] = str(run)
-    return validate(TrainConfig(**saved))
 
 
 def seed_everything(seed: int, epoch: int, rank: int) -> None:
