@@ -123,12 +123,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cnnzoo_run(args, precision: str, channels_last: bool, epochs: int, out: Path) -> dict:
+def cnnzoo_run(args, precision: str | None, channels_last: bool | None, epochs: int, out: Path,
+               compile_: bool = False) -> dict:
+    """`cnnzoo.train.train` with the benchmark's settings (None: cnnzoo's default); its figures and epoch rows."""
     s = train(model=args.model, data=args.data, epochs=epochs, batch_size=args.batch_size, precision=precision,
               channels_last=channels_last, input_size=args.input_size, threads=args.threads, device=args.device,
-              out=str(out), progress=False, tensorboard=False)
+              compile=compile_, out=str(out), progress=False, tensorboard=False)
     rows = read_metrics(out)
-    return {"images_per_s": s["images_per_s"], "test_top1": s.get("test_top1"),
+    return {"images_per_s": s["images_per_s"], "test_top1": s.get("test_top1"), "rows": rows,
             "epoch_seconds": sum(r["seconds"] for r in rows) / len(rows), "train_seconds": s["train_seconds"] / len(rows)}
 
 
@@ -148,18 +150,15 @@ def compile_speed(args, device: torch.device) -> str:
     for r in range(args.rounds):
         for name in runs:
             torch._dynamo.reset()  # no compiled code carried over in this process; Inductor's file cache stays
-            out = tmp / f"{name}-{r}"
-            s = train(model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
-                      input_size=args.input_size, threads=args.threads, device=args.device, compile=name == "compiled",
-                      out=str(out), progress=False, tensorboard=False)
-            learned_or_stop(f"round {r + 1}, {name}", s.get("test_top1"), classes)
-            rows = read_metrics(out)
+            res = cnnzoo_run(args, None, None, args.epochs, tmp / f"{name}-{r}", compile_=name == "compiled")
+            learned_or_stop(f"round {r + 1}, {name}", res["test_top1"], classes)
+            rows = res["rows"]
             steady = statistics.median(row["images_per_s"] for row in rows[1:])
             later = statistics.median(row["seconds"] for row in rows[1:])
             runs[name].append({"steady": steady, "first_extra": rows[0]["seconds"] - later, "epoch_s": later,
-                               "test_top1": s.get("test_top1")})
+                               "test_top1": res["test_top1"]})
             print(f"round {r + 1}  {name:<9} steady {steady:8.1f} img/s  first epoch +{rows[0]['seconds'] - later:6.1f} s"
-                  f"  test top-1 {100 * (s.get('test_top1') or 0):.2f}%", flush=True)
+                  f"  test top-1 {100 * (res['test_top1'] or 0):.2f}%", flush=True)
     eager, comp = runs["eager"], runs["compiled"]
     speedup = statistics.median(c["steady"] / e["steady"] for c, e in zip(comp, eager))
     saved = statistics.median(e["epoch_s"] - c["epoch_s"] for c, e in zip(comp, eager))

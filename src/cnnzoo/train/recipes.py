@@ -23,17 +23,17 @@ from __future__ import annotations
 BASE_BATCH = 64
 WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
 
-# Peak rate per 64 images: the families that need another rate than the rest, then the rest.
+# Peak rate per 64 images: every family's, and those of the families that need another.
+LR_PER_64 = {"adamw": 2e-3, "sgd": 0.05}
 FC_HEAD_FAMILIES = ("AlexNet", "ZFNet", "VGG")
 MOBILE_FAMILIES = ("MobileNet V1", "MobileNet V2", "ShuffleNet", "ShuffleNet V2")
-LR_PER_64 = {
+FAMILY_LR_PER_64 = {
     FC_HEAD_FAMILIES: {"adamw": 3e-4, "sgd": 0.01},
     MOBILE_FAMILIES: {"adamw": 4e-3, "sgd": 0.05},
-    (): {"adamw": 2e-3, "sgd": 0.05},  # every other family
 }
 
 
 def default_lr(opt: str, family: str, batch_size: int) -> float:
     """The peak rate `cnnzoo train` uses when --lr is not given."""
-    per_64 = next(rates for families, rates in LR_PER_64.items() if family in families or not families)[opt]
-    return per_64 * batch_size / BASE_BATCH
+    rates = next((r for families, r in FAMILY_LR_PER_64.items() if family in families), LR_PER_64)
+    return rates[opt] * batch_size / BASE_BATCH
